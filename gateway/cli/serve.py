@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -13,32 +14,43 @@ import click
 from gateway.config import load_settings
 
 
-class _Gunicorn:
-    """Run the gateway under gunicorn with the given options (the production server)."""
+def _load_gateway() -> Any:
+    from gateway.app import configure_logging, create_app
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        from gunicorn.app.base import BaseApplication
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
-        outer = self
 
-        class _App(BaseApplication):  # type: ignore[misc]
-            def load_config(self) -> None:
-                for key, value in outer.options.items():
-                    self.cfg.set(key, value)
+def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
+    """Return the gunicorn settings the gateway is served with (benchmarks reuse them)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "accesslog": None,  # request logs come from the app, without query strings
+        "loglevel": load_settings().log_level.lower(),
+        "limit_request_line": 8190,
+    }
 
-            def load(self) -> Any:
-                from gateway.app import configure_logging, create_app
 
-                settings = load_settings()
-                configure_logging(settings.log_level)
-                return create_app(settings)
+def run_wsgi(loader: Callable[[], Any], options: dict[str, Any]) -> None:
+    """Serve the WSGI app that loader builds (in each worker) under gunicorn until stopped."""
+    from gunicorn.app.base import BaseApplication
 
-        self.options = options
-        self.app = _App()
+    class _App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
 
-    def run(self) -> None:
-        """Serve until stopped."""
-        self.app.run()
+        def load(self) -> Any:
+            return loader()
+
+    _App().run()
 
 
 def run_gunicorn(host: str, port: int, workers: int, *, threads: int = 4) -> None:
@@ -49,18 +61,7 @@ def run_gunicorn(host: str, port: int, workers: int, *, threads: int = 4) -> Non
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
-    _Gunicorn({
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",
-        "timeout": 60,
-        "graceful_timeout": 20,
-        "keepalive": 5,
-        "accesslog": None,  # request logs come from the app, without query strings
-        "loglevel": settings.log_level.lower(),
-        "limit_request_line": 8190,
-    }).run()
+    run_wsgi(_load_gateway, gunicorn_options(host, port, workers, threads))
 
 
 @click.command()

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, request
 
 from gateway.errors import (
     BadRequest,
+    MethodNotAllowed,
     NotAcceptable,
     ResourceNotFound,
     UnsupportedMediaType,
@@ -51,8 +52,8 @@ def _negotiate() -> None:
         raise NotAcceptable("only FHIR JSON is served (_format=json)")
     accept = request.headers.get("Accept")
     if accept and not fmt:
-        accepted = request.accept_mimetypes
-        if not any(accepted[m] for m in (*JSON_TYPES, "*/*", "application/*")):
+        offered = {value.split(";")[0].strip().lower() for value in accept.split(",")}
+        if not offered & {*JSON_TYPES, "*/*", "application/*"}:
             raise NotAcceptable("only application/fhir+json is served")
     if request.method in ("POST", "PUT", "PATCH") and not request.path.endswith("/_search"):
         ctype = (request.mimetype or "").lower()
@@ -220,6 +221,11 @@ def instance_history(res_type: str, res_id: str) -> Response:
 @bp.get("/<res_type>/<res_id>/_history/<version>")
 def vread(res_type: str, res_id: str, version: str) -> Response:
     return _stored_response(_service().vread(res_type, res_id, version))
+
+
+@bp.route("/<res_type>/<res_id>", methods=["PATCH"])
+def patch(res_type: str, res_id: str) -> Response:
+    raise MethodNotAllowed("PATCH is not supported; PUT the whole resource")
 
 
 @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
