@@ -260,5 +260,5 @@ def _batch_entry(service: FhirService, entry: Entry, base: str) -> dict[str, Any
                                service.vread(rtype, entry.path[1], entry.path[3]))
     from gateway.fhir.render import searchset
 
-    result = service.search(rtype, entry.query)
-    return {"resource": orjson.Fragment(searchset(base, result)), "response": {"status": "200 OK"}}
+    found = service.search(rtype, entry.query)
+    return {"resource": orjson.Fragment(searchset(base, found)), "response": {"status": "200 OK"}}

@@ -5,7 +5,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from gateway.fhir.registry import ResourceType, SearchParam
@@ -38,7 +38,7 @@ def normalise_string(value: str) -> str:
 
 
 def _fmt(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def date_range(value: str) -> tuple[str, str] | None:
@@ -47,7 +47,7 @@ def date_range(value: str) -> tuple[str, str] | None:
     if not m:
         return None
     year, month, day, hh, mi, ss, frac, tz = m.groups()
-    tzinfo = timezone.utc
+    tzinfo = UTC
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -15,12 +15,12 @@ from gateway.store.base import StoredResource
 
 def now_instant() -> str:
     """Return the current time as a FHIR instant."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
 
 
 def http_date(instant: str) -> str:
     """Return a FHIR instant as an HTTP date (for Last-Modified)."""
-    dt = datetime.strptime(instant[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    dt = datetime.strptime(instant[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     return format_datetime(dt, usegmt=True)
 
 

@@ -29,9 +29,8 @@ def fhir_response(body: bytes | dict[str, Any], status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     """Return a FHIR JSON response."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    resp = Response(data, status=status, mimetype=FHIR_JSON, headers=headers or {})
-    resp.charset = "utf-8"
-    return resp
+    return Response(data, status=status, content_type=f"{FHIR_JSON}; charset=utf-8",
+                    headers=headers or {})
 
 
 def base_url() -> str:

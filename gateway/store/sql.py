@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
@@ -35,7 +35,6 @@ from gateway.fhir.indexing import extract_index, normalise_string
 from gateway.fhir.registry import Registry
 from gateway.fhir.search import Criterion, Include, SearchQuery
 from gateway.store.base import RetryableConflict, StoredResource, StoreUnavailable
-
 from gateway.store.schema import (
     INDEX_TABLES,
     idx_date,
@@ -57,7 +56,7 @@ _MIN_TS = "0001-01-01T00:00:00.000000"
 
 def utc_now() -> str:
     """Return the current time in the stored timestamp format."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def to_instant(stored: str) -> str:
@@ -480,7 +479,7 @@ class SqlResourceStore:
     def save_search_set(self, res_type: str, query: str, ids: Sequence[str], total: int) -> str:
         """Keep an ordered result set for paging and return its id; expired sets are purged."""
         set_id = str(uuid.uuid4())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         created = now.strftime("%Y-%m-%dT%H:%M:%S.%f")
         expires = (now + timedelta(seconds=self.search_cache_seconds)).strftime(
             "%Y-%m-%dT%H:%M:%S.%f")

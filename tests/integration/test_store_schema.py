@@ -1,14 +1,13 @@
 """The migrations build exactly the schema the code declares, on both databases."""
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from gateway.store import current_revision, head_revision, make_engine
 from gateway.store.engine import StorageConfigError
 from gateway.store.schema import metadata
-
-import pytest
 
 
 def test_migrations_match_metadata(db_url: str) -> None:

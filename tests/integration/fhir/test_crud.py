@@ -132,7 +132,7 @@ def test_history_paging_is_pinned_against_new_writes(fhir: FhirActions) -> None:
         created = fhir.put(dict(created, gender=gender)).get_json()
     first = fhir.client.get(f"/fhir/Patient/{created['id']}/_history?_count=2").get_json()
     fhir.put(dict(created, gender="male"))  # a new version arrives while paging
-    next_url = next(l["url"] for l in first["link"] if l["relation"] == "next")
+    next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
     second = fhir.client.get(next_url.split("localhost")[1]).get_json()
     versions = [e["response"]["etag"] for e in first["entry"] + second["entry"]]
     assert versions == ['W/"5"', 'W/"4"', 'W/"3"', 'W/"2"']

@@ -13,13 +13,13 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-T, I, TS = 64, 64, 26
+T, ID, TS = 64, 64, 26
 
 
 def _owner() -> list[sa.Column]:
     return [
         sa.Column("res_type", sa.String(T), nullable=False),
-        sa.Column("res_id", sa.String(I), nullable=False),
+        sa.Column("res_id", sa.String(ID), nullable=False),
         sa.Column("param", sa.String(64), nullable=False),
     ]
 
@@ -28,7 +28,7 @@ def upgrade() -> None:
     op.create_table(
         "resources",
         sa.Column("res_type", sa.String(T), primary_key=True),
-        sa.Column("res_id", sa.String(I), primary_key=True),
+        sa.Column("res_id", sa.String(ID), primary_key=True),
         sa.Column("version_id", sa.Integer, nullable=False),
         sa.Column("last_updated", sa.String(TS), nullable=False),
         sa.Column("deleted", sa.Boolean, nullable=False),
@@ -38,7 +38,7 @@ def upgrade() -> None:
     op.create_table(
         "resource_history",
         sa.Column("res_type", sa.String(T), primary_key=True),
-        sa.Column("res_id", sa.String(I), primary_key=True),
+        sa.Column("res_id", sa.String(ID), primary_key=True),
         sa.Column("version_id", sa.Integer, primary_key=True),
         sa.Column("last_updated", sa.String(TS), nullable=False),
         sa.Column("method", sa.String(8), nullable=False),
@@ -69,7 +69,7 @@ def upgrade() -> None:
     op.create_table(
         "idx_reference", *_owner(),
         sa.Column("target_type", sa.String(T), nullable=True),
-        sa.Column("target_id", sa.String(I), nullable=False),
+        sa.Column("target_id", sa.String(ID), nullable=False),
     )
     op.create_index(
         "ix_reference_lookup", "idx_reference", ["res_type", "param", "target_id", "target_type"]
