@@ -20,6 +20,10 @@ from gateway.errors import (
 )
 from gateway.fhir.registry import load_registry
 from gateway.fhir.service import FhirService
+from gateway.ingest.service import IngestService
+from gateway.security.http import install as install_security
+from gateway.security.policy import Policy
+from gateway.security.audit import AuditTrail
 from gateway.services import Services, get_services
 from gateway.store import SqlResourceStore, StoreUnavailable, make_engine, upgrade
 
@@ -50,17 +54,32 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     upgrade(engine)
     registry = load_registry()
     store = SqlResourceStore(engine, registry, search_cache_seconds=settings.search_cache_seconds)
-    fhir = FhirService(store, registry, validate_resource,
+    policy = Policy.load()
+    audit = AuditTrail(store)
+    fhir = FhirService(store, registry, validate_resource, policy=policy, audit=audit,
                        default_count=settings.default_page_size,
                        max_count=settings.max_page_size, max_includes=settings.max_includes)
-    app.extensions["wraparound"] = Services(settings, registry, store, fhir)
+    from mappings import load_registry as load_mappings
+
+    ingest = IngestService(load_mappings(), fhir, policy)
+    from gateway.security.tokens import TokenService
+
+    tokens = TokenService(engine, settings, allowed_scopes_for=lambda agency: policy.default_scopes(
+        agency, registry.names()))
+    app.extensions["wraparound"] = Services(settings, registry, store, fhir, ingest, policy,
+                                            audit, tokens)
 
     from gateway.fhir.views import bp as fhir_bp
+    from gateway.ingest.views import bp as ingest_bp
+    from gateway.security.views import bp as auth_bp
 
     app.register_blueprint(fhir_bp)
+    app.register_blueprint(ingest_bp)
+    app.register_blueprint(auth_bp)
     _register_health(app)
     _register_errors(app)
     _register_request_log(app)
+    install_security(app, rate_limit_per_minute=settings.rate_limit_per_minute)
     return app
 
 

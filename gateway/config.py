@@ -16,6 +16,7 @@
 | WRAPAROUND_MAX_INCLUDES | most resources added by `_include`/`_revinclude` per page | 1000 |
 | WRAPAROUND_SEARCH_CACHE_SECONDS | how long a paged search result set is kept | 3600 |
 | WRAPAROUND_NATIONAL_URL | base URL of the national services (mock or real) | http://127.0.0.1:8090 |
+| WRAPAROUND_RATE_LIMIT_PER_MINUTE | requests per client per minute per process (0: off) | 6000 |
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Settings:
     max_includes: int = 1000
     search_cache_seconds: int = 3600
     national_url: str = "http://127.0.0.1:8090"
+    rate_limit_per_minute: int = 6000
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with the given fields changed."""
@@ -100,6 +102,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_includes=_int(env_map, "WRAPAROUND_MAX_INCLUDES", 1000, minimum=0),
         search_cache_seconds=_int(env_map, "WRAPAROUND_SEARCH_CACHE_SECONDS", 3600, minimum=1),
         national_url=env_map.get("WRAPAROUND_NATIONAL_URL", "http://127.0.0.1:8090").rstrip("/"),
+        rate_limit_per_minute=_int(env_map, "WRAPAROUND_RATE_LIMIT_PER_MINUTE", 6000),
     )
     check_settings(settings)
     return settings

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 
 from gateway.config import Settings
 from gateway.fhir.registry import Registry
 from gateway.fhir.service import FhirService
+from gateway.ingest.service import IngestService
+from gateway.security.audit import AuditTrail
+from gateway.security.policy import Policy
 from gateway.store.sql import SqlResourceStore
 
 
@@ -19,6 +23,10 @@ class Services:
     registry: Registry
     store: SqlResourceStore
     fhir: FhirService
+    ingest: IngestService
+    policy: Policy
+    audit: AuditTrail
+    tokens: Any
 
 
 def get_services() -> Services:

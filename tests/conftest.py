@@ -145,13 +145,41 @@ def app(settings: Settings) -> Iterator[Flask]:
     """Return the gateway application on a clean database."""
     application = create_app(settings)
     yield application
+    application.extensions["wraparound"].audit.flush()
     application.extensions["wraparound"].store.dispose()
+
+
+ALL_SCOPES = ("system/*.cruds",)
+
+
+def bearer(app: Flask, agency: str = "social-care", scopes: tuple[str, ...] = ALL_SCOPES) -> str:
+    """Return an Authorization header value for a development token of the agency."""
+    token = app.extensions["wraparound"].tokens.dev_token(agency, list(scopes))
+    return f"Bearer {token}"
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
+    """Return a test client that sends no token."""
+    return app.test_client()
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    """Return a test client."""
-    return app.test_client()
+    """Return a test client acting as the social-care agency with every scope."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = bearer(app)
+    return test_client
+
+
+def client_as(app: Flask, agency: str, scopes: tuple[str, ...] = ALL_SCOPES,
+              **headers: str) -> FlaskClient:
+    """Return a test client acting as another agency (and optional extra headers)."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = bearer(app, agency, scopes)
+    for key, value in headers.items():
+        test_client.environ_base["HTTP_" + key.upper().replace("-", "_")] = value
+    return test_client
 
 
 class FhirActions:
@@ -205,6 +233,7 @@ class LiveServer:
         self.server = make_server("127.0.0.1", self.port, app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.headers = {"Authorization": bearer(app), "Content-Type": FHIR_JSON}
 
     def __enter__(self) -> LiveServer:
         self.thread.start()

@@ -16,7 +16,15 @@ def _register() -> None:
     main.add_command(_serve.serve)
     main.add_command(_serve.db)
     main.add_command(_serve.demo)
+    from gateway.cli import ingest as _ingest
+
+    main.add_command(_ingest.ingest)
     # --- command families added by later work go below this line ---
+    from gateway.cli import mappings as _mappings
+    main.add_command(_mappings.mappings)
+    from gateway.cli import mocks as _mocks
+
+    main.add_command(_mocks.mocks)
 
 
 _register()

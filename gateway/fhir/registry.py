@@ -83,7 +83,20 @@ def _parse(data: dict[str, Any]) -> dict[str, ResourceType]:
     return out
 
 
+# Parameters every type supports, over Resource.meta (the policy layer filters on them).
+COMMON_PARAMS: dict[str, Any] = {
+    "_tag": {"type": "token", "paths": ["meta.tag"]},
+    "_security": {"type": "token", "paths": ["meta.security"]},
+    "_profile": {"type": "uri", "paths": ["meta.profile"]},
+    "_source": {"type": "uri", "paths": ["meta.source"]},
+}
+
+
 def load_registry() -> Registry:
     """Load the built-in resource type registrations."""
     text = resources.files("gateway.fhir").joinpath("resource_types.yaml").read_text("utf-8")
-    return Registry(_parse(yaml.safe_load(text)))
+    data = yaml.safe_load(text)
+    for params in data.values():
+        for name, spec in COMMON_PARAMS.items():
+            params.setdefault(name, spec)
+    return Registry(_parse(data))

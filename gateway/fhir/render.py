@@ -74,7 +74,7 @@ def _page_url(path: str, result: SearchResult, offset: int, *, self_link: bool =
     return f"{path}?{urlencode(result.self_params)}" if result.self_params else path
 
 
-def history_bundle(base: str, path: str, entries: Sequence[StoredResource], total: int,
+def history_bundle(base: str, path: str, entries: Sequence[StoredResource], total: int | None,
                    offset: int, count: int, before: str) -> bytes:
     """Return a history Bundle, newest first, with paging links pinned to `before`."""
     def page(off: int) -> str:
@@ -82,7 +82,7 @@ def history_bundle(base: str, path: str, entries: Sequence[StoredResource], tota
                                        "_before": before[:23] + "Z"})
 
     links = [{"relation": "self", "url": page(offset)}]
-    if offset + count < total:
+    if total is None or offset + count < total:
         links.append({"relation": "next", "url": page(offset + count)})
     if offset > 0:
         links.append({"relation": "previous", "url": page(max(offset - count, 0))})
@@ -100,7 +100,10 @@ def history_bundle(base: str, path: str, entries: Sequence[StoredResource], tota
         }
         out_entries.append(entry)
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history",
-                              "meta": {"lastUpdated": now_instant()}, "total": total, "link": links}
+                              "meta": {"lastUpdated": now_instant()}}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
     if out_entries:
         bundle["entry"] = out_entries
     return orjson.dumps(bundle)

@@ -53,6 +53,20 @@ class Include:
     target_type: str | None
 
 
+@dataclass(frozen=True)
+class AccessFilter:
+    """What the caller may see of a type, as the store applies it in SQL.
+
+    rules: ANDed with the query; any one rule admits a resource: ("all",), ("own",) or
+    ("codes", ((system, code), ...)). owner: the caller's agency (for "own" and restricted).
+    hide_restricted: leave out resources labelled restricted (R) that the caller does not own.
+    """
+
+    rules: tuple[tuple[Any, ...], ...]
+    owner: str
+    hide_restricted: bool = False
+
+
 @dataclass
 class SearchQuery:
     """A parsed search."""
@@ -66,6 +80,7 @@ class SearchQuery:
     revincludes: list[Include] = field(default_factory=list)
     summary_count: bool = False
     warnings: list[Issue] = field(default_factory=list)
+    access: AccessFilter | None = None
 
 
 def _split_values(raw: str) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -16,6 +16,7 @@ import orjson
 from gateway.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     GatewayError,
     InvalidResource,
     Issue,
@@ -28,8 +29,13 @@ from gateway.errors import (
     UnknownResourceType,
 )
 from gateway.fhir.registry import Registry, ResourceType
-from gateway.fhir.search import SearchQuery, parse_search
+from gateway.fhir.search import Criterion, SearchQuery, parse_search
+from gateway.security.audit import AuditTrail, build_event, current_audit
+from gateway.security.context import Caller, current_caller
+from gateway.security.policy import Policy
+from gateway.security.scopes import allows
 from gateway.store.base import ResourceStore, RetryableConflict, StoredResource, StoreUnavailable
+from vocab import systems
 
 ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 VOLATILE_META = ("versionId", "lastUpdated")
@@ -43,6 +49,7 @@ class WriteResult:
 
     stored: StoredResource
     status: int  # 200 updated/matched, 201 created
+    changed: bool = True  # False when an update matched the stored content (no new version)
 
     @property
     def created(self) -> bool:
@@ -118,14 +125,17 @@ def rewrite_references(node: Any, mapping: dict[str, str]) -> Any:
 
 
 class FhirService:
-    """The FHIR interactions over a resource store."""
+    """The FHIR interactions over a resource store, each through the policy layer and audited."""
 
     def __init__(self, store: ResourceStore, registry: Registry, validator: Validator, *,
+                 policy: Policy | None = None, audit: AuditTrail | None = None,
                  default_count: int = 20, max_count: int = 500, max_includes: int = 1000,
                  max_cached_ids: int = 10_000) -> None:
         self.store = store
         self.registry = registry
         self.validator = validator
+        self.policy = policy or Policy.load()
+        self.audit = audit
         self.default_count = default_count
         self.max_count = max_count
         self.max_includes = max_includes
@@ -146,6 +156,13 @@ class FhirService:
             expr = (issue.expression,) if getattr(issue, "expression", "") else ()
             out.append(Issue(issue.severity, issue.code, issue.diagnostics, expr))
         return out
+
+    def require_write_scope(self, res_type: str) -> None:
+        """Raise 403 unless the caller may create or update the type (for $validate)."""
+        caller = current_caller()
+        if not caller.system and not (allows(caller.scopes, res_type, "c")
+                                      or allows(caller.scopes, res_type, "u")):
+            raise Forbidden(f"the token's scopes do not permit writing {res_type}")
 
     def check_valid(self, resource: object, expected_type: str,
                     location: str | None = None) -> dict[str, Any]:
@@ -170,8 +187,21 @@ class FhirService:
         return resource
 
     def _store_write(self, fn: Callable[[Any], Any]) -> Any:
+        ctx = current_audit()
+
+        def _audited(tx: Any) -> Any:
+            mark = len(ctx.entities) if ctx else 0
+            result = fn(tx)
+            if ctx is not None and self.audit is not None:
+                event = build_event(_caller_or_none(), ctx, "success",
+                                    request_id=ctx.request_id)
+                self.audit.write_in(tx, event)
+                ctx.written_in_transaction = True
+                del ctx.entities[mark:]
+            return result
+
         try:
-            return self.store.write(fn)
+            return self.store.write(_audited)
         except RetryableConflict as exc:
             raise Conflict("the resource was changed by another request; retry") from exc
         except StoreUnavailable as exc:
@@ -190,35 +220,81 @@ class FhirService:
         return parse_search(self.registry, rtype, pairs, default_count=self.default_count,
                             max_count=self.max_count, lenient=lenient)
 
+    def _visible(self, stored: StoredResource | None) -> StoredResource | None:
+        """Return the stored resource as the caller may see it, or None when hidden."""
+        if stored is None or stored.content is None:
+            return stored
+        caller = current_caller()
+        content = self.policy.view(caller, stored.res_type, stored.content)
+        if content is None:
+            return None
+        ctx = current_audit()
+        if ctx is not None:
+            ctx.touch(f"{stored.res_type}/{stored.res_id}")
+            if self.policy.broke_glass(caller, stored.res_type, stored.content):
+                ctx.break_glass = True
+        if content is stored.content:
+            return stored
+        return replace(stored, content=content)
+
+    def _tagged(self, tx: Any, res_type: str, body: dict[str, Any],
+                previous: StoredResource | None, interaction: str) -> dict[str, Any]:
+        prev_json = orjson.loads(previous.content) if previous and previous.content else None
+        if previous is not None and previous.deleted:
+            prev_json = self._last_content(tx, previous)
+        return self.policy.prepare_write(current_caller(), res_type, body, prev_json, interaction)
+
+    @staticmethod
+    def _last_content(tx: Any, stored: StoredResource) -> dict[str, Any] | None:
+        for version in range(stored.version_id - 1, 0, -1):
+            old = tx.get_version(stored.res_type, stored.res_id, version)
+            if old is not None and old.content:
+                return orjson.loads(old.content)  # type: ignore[no-any-return]
+        return None
+
     # -- read ---------------------------------------------------------------------------------
     def read(self, res_type: str, res_id: str) -> StoredResource:
         """Return the current version or raise 404/410."""
         self.resource_type(res_type)
+        self.policy.require_scope(current_caller(), res_type, "read")
         stored = self._store_read(lambda s: s.get(res_type, res_id)) if valid_id(res_id) else None
         if stored is None:
             raise ResourceNotFound(f"{res_type}/{res_id} is not known")
         if stored.deleted:
+            last = self._store_read(lambda s: self._last_content(s, stored))
+            if last is None or not self.policy.may_read(current_caller(), res_type, last):
+                raise ResourceNotFound(f"{res_type}/{res_id} is not known")
             raise ResourceGone(f"{res_type}/{res_id} has been deleted",
                                headers={"ETag": stored.etag})
-        return stored
+        visible = self._visible(stored)
+        if visible is None:
+            raise ResourceNotFound(f"{res_type}/{res_id} is not known")
+        return visible
 
     def vread(self, res_type: str, res_id: str, version: str) -> StoredResource:
         """Return one version or raise 404/410."""
         self.resource_type(res_type)
+        self.policy.require_scope(current_caller(), res_type, "vread")
+        current = self.read_any(res_type, res_id)
         stored = None
-        if valid_id(res_id) and version.isdigit():
+        if version.isdigit():
             stored = self._store_read(lambda s: s.get_version(res_type, res_id, int(version)))
         if stored is None:
             raise ResourceNotFound(f"version {version} of {res_type}/{res_id} is not known")
         if stored.deleted:
             raise ResourceGone(f"version {version} of {res_type}/{res_id} is a deletion")
-        return stored
+        visible = self._visible(stored)
+        if visible is None:
+            raise ResourceNotFound(f"{res_type}/{res_id} is not known")
+        del current
+        return visible
 
     # -- writes -------------------------------------------------------------------------------
     def create(self, res_type: str, resource: object, *, if_none_exist: str | None = None,
                validated: bool = False) -> WriteResult:
         """Create with a server-assigned id; with If-None-Exist, return the one match instead."""
         self.resource_type(res_type)
+        self.policy.require_scope(current_caller(), res_type, "create")
         body = resource if validated else self.check_valid(resource, res_type)
         assert isinstance(body, dict)
         query = None
@@ -226,7 +302,7 @@ class FhirService:
             query = self.parse_query(res_type, _query_pairs(if_none_exist))
             if not query.criteria:
                 raise BadRequest("If-None-Exist needs at least one search parameter")
-        return self._store_write(lambda tx: self._create_in(tx, res_type, body, query))
+        return self._store_write(lambda tx: self._create_in(tx, res_type, body, query))  # type: ignore[no-any-return]
 
     def _create_in(self, tx: Any, res_type: str, body: dict[str, Any],
                    query: SearchQuery | None, res_id: str | None = None) -> WriteResult:
@@ -236,25 +312,39 @@ class FhirService:
             if len(ids) > 1:
                 raise MultipleMatches("If-None-Exist matched more than one resource")
             if ids:
-                return WriteResult(tx.get(res_type, ids[0]), 200)
-        stored = tx.put(res_type, res_id or new_id(), body, previous=None, method="POST")
+                match = self._visible(tx.get(res_type, ids[0]))
+                if match is None:
+                    raise PreconditionFailed("If-None-Exist could not be resolved")
+                return WriteResult(match, 200, changed=False)
+        tagged = self._tagged(tx, res_type, body, None, "create")
+        stored = tx.put(res_type, res_id or new_id(), tagged, previous=None, method="POST")
+        self._touch(stored)
         return WriteResult(stored, 201)
+
+    @staticmethod
+    def _touch(stored: StoredResource) -> None:
+        ctx = current_audit()
+        if ctx is not None:
+            ctx.touch(f"{stored.res_type}/{stored.res_id}")
 
     def update(self, res_type: str, res_id: str, resource: object, *,
                if_match: str | None = None) -> WriteResult:
         """Update (or create with the client's id); If-Match enforces the version."""
         self.resource_type(res_type)
+        self.policy.require_scope(current_caller(), res_type, "update")
         body = self.check_valid(resource, res_type)
         if not valid_id(res_id):
             raise BadRequest("the id in the URL is not a valid FHIR id")
         if body.get("id") != res_id:
             raise BadRequest("the resource id must be present and match the id in the URL")
         expected = parse_etag(if_match)
-        return self._store_write(lambda tx: self._update_in(tx, res_type, res_id, body, expected))
+        return self._store_write(lambda tx: self._update_in(tx, res_type, res_id, body, expected))  # type: ignore[no-any-return]
 
     def _update_in(self, tx: Any, res_type: str, res_id: str, body: dict[str, Any],
                    expected: int | None) -> WriteResult:
         prev = tx.get_for_update(res_type, res_id)
+        interaction = "create" if prev is None else "update"
+        tagged = self._tagged(tx, res_type, body, prev, interaction)
         if expected is not None:
             if prev is None or prev.deleted:
                 raise PreconditionFailed(f"If-Match given but {res_type}/{res_id} does not exist")
@@ -262,15 +352,17 @@ class FhirService:
                 raise PreconditionFailed(
                     f"version conflict: the current version is {prev.version_id}, not {expected}",
                     headers={"ETag": prev.etag})
-        if prev is not None and not prev.deleted and _content_equal(prev, dict(body)):
-            return WriteResult(prev, 200)
-        stored = tx.put(res_type, res_id, body, previous=prev, method="PUT")
+        if prev is not None and not prev.deleted and _content_equal(prev, dict(tagged)):
+            return WriteResult(prev, 200, changed=False)
+        stored = tx.put(res_type, res_id, tagged, previous=prev, method="PUT")
+        self._touch(stored)
         return WriteResult(stored, 201 if prev is None or prev.deleted else 200)
 
     def conditional_update(self, res_type: str, criteria: Sequence[tuple[str, str]],
                            resource: object, *, if_match: str | None = None) -> WriteResult:
         """Update the one resource matching the criteria, or create when none match."""
         self.resource_type(res_type)
+        self.policy.require_scope(current_caller(), res_type, "update")
         body = self.check_valid(resource, res_type)
         query = self.parse_query(res_type, criteria)
         if not query.criteria:
@@ -291,13 +383,17 @@ class FhirService:
                 if not valid_id(body_id):
                     raise BadRequest("the resource id is not a valid FHIR id")
                 return self._update_in(tx, res_type, body_id, body, expected)
-            return WriteResult(tx.put(res_type, new_id(), body, previous=None, method="PUT"), 201)
+            tagged = self._tagged(tx, res_type, body, None, "create")
+            stored = tx.put(res_type, new_id(), tagged, previous=None, method="PUT")
+            self._touch(stored)
+            return WriteResult(stored, 201)
 
-        return self._store_write(_run)
+        return self._store_write(_run)  # type: ignore[no-any-return]
 
     def delete(self, res_type: str, res_id: str, *, if_match: str | None = None) -> StoredResource | None:
         """Delete (soft: the history is kept); returns the deletion version or None if already gone."""
         self.resource_type(res_type)
+        self.policy.require_scope(current_caller(), res_type, "delete")
         if not valid_id(res_id):
             raise ResourceNotFound(f"{res_type}/{res_id} is not known")
         expected = parse_etag(if_match)
@@ -308,22 +404,38 @@ class FhirService:
         prev = tx.get_for_update(res_type, res_id)
         if prev is None:
             raise ResourceNotFound(f"{res_type}/{res_id} is not known")
+        prev_json = (orjson.loads(prev.content) if prev.content
+                     else self._last_content(tx, prev))
+        self.policy.may_delete(current_caller(), res_type, prev_json)
         if expected is not None and prev.version_id != expected:
             raise PreconditionFailed(f"version conflict: the current version is {prev.version_id}")
         if prev.deleted:
             return None
+        self._touch(prev)
         return tx.delete(prev)  # type: ignore[no-any-return]
 
     # -- history ------------------------------------------------------------------------------
     def history(self, res_type: str | None, res_id: str | None, params: Sequence[tuple[str, str]],
-                ) -> tuple[list[StoredResource], int, int, int, str]:
-        """Return (entries, total, offset, count, before) for instance, type or system history."""
+                ) -> tuple[list[StoredResource], int | None, int, int, str]:
+        """Return (entries, total, offset, count, before) for instance, type or system history.
+
+        Entries the caller may not see are left out; the total is then omitted, so it reveals
+        nothing about them.
+        """
         from gateway.store.sql import from_instant, utc_now
 
+        caller = current_caller()
         if res_type:
             self.resource_type(res_type)
+            self.policy.require_scope(caller, res_type, "history")
+        elif not caller.system and not allows(caller.scopes, "*", "r"):
+            raise Forbidden("system history needs read access to every type (system/*.r)")
         if res_id is not None:
-            self.read_any(res_type or "", res_id)
+            current = self.read_any(res_type or "", res_id)
+            content = current.content or self._store_read(
+                lambda s: orjson.dumps(self._last_content(s, current)).decode())
+            if self.policy.view(caller, res_type or "", content) is None:
+                raise ResourceNotFound(f"{res_type}/{res_id} is not known")
         opts = dict(params)
         try:
             count = min(int(opts.get("_count", self.default_count)), self.max_count)
@@ -334,9 +446,24 @@ class FhirService:
             raise BadRequest("_count/_offset must be integers and _since/_before instants") from exc
         if count < 0 or offset < 0:
             raise BadRequest("_count and _offset must not be negative")
+        types = None
+        if res_type is None and not caller.system:
+            agency = self.policy.agency(caller.agency)
+            types = [t for t in self.registry.names() if agency.read_rules(t)]
         entries, total = self._store_read(lambda s: s.history(
-            res_type, res_id, since=since, before=before, count=count, offset=offset))
-        return entries, total, offset, count, before
+            res_type, res_id, since=since, before=before, count=count, offset=offset,
+            types=types))
+        shown: list[StoredResource] = []
+        for entry in entries:
+            if entry.content is None:
+                if res_id is not None or caller.system or self.policy.access_filter(
+                        caller, entry.res_type) is None:
+                    shown.append(entry)
+                continue
+            visible = self._visible(entry)
+            if visible is not None:
+                shown.append(visible)
+        return shown, (total if len(shown) == len(entries) else None), offset, count, before
 
     def read_any(self, res_type: str, res_id: str) -> StoredResource:
         """Return the current version, deleted or not, or raise 404."""
@@ -346,13 +473,34 @@ class FhirService:
         return stored  # type: ignore[no-any-return]
 
     # -- search -------------------------------------------------------------------------------
+    def _secure_query(self, query: SearchQuery) -> None:
+        caller = current_caller()
+        query.access = self.policy.access_filter(caller, query.res_type)
+        if query.res_type == "Patient" and self.policy.hides_shielded_location(
+                caller, {c.name for c in query.criteria}):
+            query.criteria.append(Criterion("_security", "token", "not", (
+                (systems.CONFIDENTIALITY, "R", True), (systems.CONFIDENTIALITY, "V", True))))
+        ctx = current_audit()
+        if ctx is not None:
+            ctx.res_type = query.res_type
+
+    def _visible_all(self, items: list[StoredResource]) -> list[StoredResource]:
+        return [v for v in (self._visible(s) for s in items) if v is not None]
+
     def search(self, res_type: str, pairs: Sequence[tuple[str, str]], *,
                lenient: bool = False) -> SearchResult:
         """Run a search; pages beyond the first come from a kept result set (`_getpages`)."""
+        self.resource_type(res_type)
+        caller = current_caller()
+        self.policy.require_scope(caller, res_type, "search")
+        ctx = current_audit()
+        if ctx is not None:
+            ctx.query = urlencode(list(pairs))
         opts = dict(pairs)
         if "_getpages" in opts:
             return self._page_from_set(res_type, opts)
         query = self.parse_query(res_type, pairs, lenient=lenient)
+        self._secure_query(query)
         self_params = [(k, v) for k, v in pairs if k not in ("_getpages",)]
 
         def _run(s: Any) -> tuple[list[str], int, list[StoredResource], list[StoredResource]]:
@@ -370,10 +518,12 @@ class FhirService:
             return all_ids, total, matches, included
 
         all_ids, total, matches, included = self._store_read(_run)
+        matches = self._visible_all(matches)
+        included = self._visible_all(included)
         search_set = None
         if all_ids:
-            search_set = self.store.save_search_set(
-                res_type, urlencode(self_params), all_ids, total)
+            kept = urlencode([("_caller", caller.agency), *self_params])
+            search_set = self.store.save_search_set(res_type, kept, all_ids, total)
         return SearchResult(query, matches, included, total, query.offset, query.count,
                             search_set, self_params)
 
@@ -382,7 +532,11 @@ class FhirService:
         if kept is None or kept[0] != res_type:
             raise ResourceGone("the search result set has expired; run the search again")
         _, query_text, ids, total = kept
-        query = self.parse_query(res_type, parse_qsl(query_text))
+        pairs = parse_qsl(query_text)
+        if not pairs or pairs[0] != ("_caller", current_caller().agency):
+            raise ResourceGone("the search result set has expired; run the search again")
+        pairs = pairs[1:]
+        query = self.parse_query(res_type, pairs)
         try:
             query.offset = max(int(opts.get("_offset", 0)), 0)
             query.count = min(max(int(opts.get("_count", query.count)), 0), self.max_count)
@@ -397,8 +551,15 @@ class FhirService:
             return matches, included
 
         matches, included = self._store_read(_run)
-        return SearchResult(query, matches, included, total, query.offset, query.count,
-                            opts["_getpages"], parse_qsl(query_text))
+        return SearchResult(query, self._visible_all(matches), self._visible_all(included),
+                            total, query.offset, query.count, opts["_getpages"], pairs)
+
+
+def _caller_or_none() -> Caller | None:
+    try:
+        return current_caller()
+    except GatewayError:
+        return None
 
 
 def _query_pairs(text: str) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from gateway.services import get_services
 from gateway.store.base import StoredResource
 
 FHIR_JSON = "application/fhir+json"
+MAX_JSON_DEPTH = 64
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -65,9 +66,27 @@ def _json_body() -> Any:
     if not raw:
         raise BadRequest("the request body is empty")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest("the request body is not well-formed JSON") from exc
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    return body
+
+
+def json_depth(value: Any) -> int:
+    """Return the nesting depth of parsed JSON (iteratively: no recursion limit to hit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return deepest
 
 
 def _resource_headers(stored: StoredResource, *, location: bool = False) -> dict[str, str]:
@@ -142,8 +161,6 @@ def create(res_type: str) -> Response:
 def conditional_update(res_type: str) -> Response:
     _service().resource_type(res_type)
     criteria = list(request.args.items(multi=True))
-    if not criteria:
-        raise BadRequest("PUT to a type needs search criteria (a conditional update)")
     result = _service().conditional_update(res_type, criteria, _json_body(),
                                            if_match=request.headers.get("If-Match"))
     return _write_response(result)
@@ -162,6 +179,7 @@ def type_history(res_type: str) -> Response:
 def validate(res_type: str, res_id: str | None = None) -> Response:
     service = _service()
     service.resource_type(res_type)
+    service.require_write_scope(res_type)
     body = _json_body()
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
         found = [p.get("resource") for p in body.get("parameter", []) if isinstance(p, dict)

@@ -58,7 +58,8 @@ class ReadSession(Protocol):
         """Return the current, not-deleted resources for (type, id) keys, in the order given."""
 
     def history(self, res_type: str | None, res_id: str | None, *, since: str | None,
-                before: str | None, count: int, offset: int) -> tuple[list[StoredResource], int]:
+                before: str | None, count: int, offset: int,
+                types: Sequence[str] | None = None) -> tuple[list[StoredResource], int]:
         """Return history entries newest first, and the total number of entries."""
 
     def count(self, query: SearchQuery) -> int:
@@ -74,6 +75,9 @@ class ReadSession(Protocol):
 
 class WriteSession(ReadSession, Protocol):
     """Read and write operations inside one database transaction."""
+
+    def savepoint(self) -> Any:
+        """Return a context manager whose writes are undone when it exits by an exception."""
 
     def lock(self, key: str) -> None:
         """Serialise writers that use the same key until the transaction ends."""

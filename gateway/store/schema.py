@@ -133,4 +133,38 @@ search_sets = Table(
     Index("ix_search_sets_expires", "expires"),
 )
 
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("agency", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated SMART v2 scopes pre-authorised
+    Column("jwks", Text, nullable=False),  # the client's public keys (JWKS JSON)
+    Column("description", String(256), nullable=True),
+    Column("created", String(TS_LEN), nullable=False),
+    Column("revoked", String(TS_LEN), nullable=True),
+)
+
+# A client assertion's jti, kept until the assertion would have expired anyway (replay check).
+used_assertions = Table(
+    "used_assertions",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires", String(TS_LEN), nullable=False),
+    Index("ix_used_assertions_expires", "expires"),
+)
+
+# The gateway's own keys for signing access tokens; old keys verify until retired.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("created", String(TS_LEN), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("retired", String(TS_LEN), nullable=True),
+)
+
 INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference, idx_number, idx_uri)

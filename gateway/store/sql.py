@@ -33,7 +33,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from gateway.fhir.indexing import extract_index, normalise_string
 from gateway.fhir.registry import Registry
-from gateway.fhir.search import Criterion, Include, SearchQuery
+from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
+from vocab import systems
 from gateway.store.base import RetryableConflict, StoredResource, StoreUnavailable
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -148,11 +149,14 @@ class _SqlReadSession:
         return [found[k] for k in keys if k in found]
 
     def history(self, res_type: str | None, res_id: str | None, *, since: str | None,
-                before: str | None, count: int, offset: int) -> tuple[list[StoredResource], int]:
+                before: str | None, count: int, offset: int,
+                types: Sequence[str] | None = None) -> tuple[list[StoredResource], int]:
         h = resource_history.c
         conds: list[ColumnElement[bool]] = []
         if res_type:
             conds.append(h.res_type == res_type)
+        if types is not None:
+            conds.append(h.res_type.in_(list(types)))
         if res_id:
             conds.append(h.res_id == res_id)
         if since:
@@ -174,7 +178,34 @@ class _SqlReadSession:
         )
         for crit in query.criteria:
             stmt = stmt.where(self._condition(query.res_type, crit))
+        if query.access is not None:
+            stmt = stmt.where(self._access(query.res_type, query.access))
         return stmt
+
+    def _access(self, res_type: str, access: AccessFilter) -> ColumnElement[bool]:
+        tok = idx_token.c
+        res = resources.c
+        owned = res.res_id.in_(select(tok.res_id).where(
+            tok.res_type == res_type, tok.param == "_tag", tok.system == systems.AGENCY,
+            tok.code == access.owner))
+        admitted: list[ColumnElement[bool]] = []
+        for rule in access.rules:
+            if rule[0] == "all":
+                admitted = [true()]
+                break
+            if rule[0] == "own":
+                admitted.append(owned)
+            elif rule[0] == "codes":
+                admitted.append(res.res_id.in_(select(tok.res_id).where(
+                    tok.res_type == res_type, tok.param.in_(("category", "code", "type")),
+                    or_(*[and_(tok.system == s, tok.code == c) for s, c in rule[1]]))))
+        cond = or_(*admitted) if admitted else false()
+        if access.hide_restricted:
+            restricted = res.res_id.in_(select(tok.res_id).where(
+                tok.res_type == res_type, tok.param == "_security",
+                tok.system == systems.CONFIDENTIALITY, tok.code.in_(("R", "V"))))
+            cond = and_(cond, or_(not_(restricted), owned))
+        return cond
 
     def count(self, query: SearchQuery) -> int:
         """Return how many resources match."""
@@ -327,6 +358,10 @@ class _SqlReadSession:
 
 class _SqlWriteSession(_SqlReadSession):
     """Read and write operations inside one transaction."""
+
+    def savepoint(self) -> Any:
+        """Return a context manager for a savepoint: leaving it by an exception undoes its writes."""
+        return self.conn.begin_nested()
 
     def lock(self, key: str) -> None:
         if self.sqlite:

@@ -14,9 +14,21 @@ import requests
 from tests.conftest import FHIR_JSON, free_port, make_patient
 
 
+def _env(db_url: str, data_dir: Path) -> dict[str, str]:
+    return dict(os.environ, WRAPAROUND_DATABASE_URL=db_url, WRAPAROUND_DATA_DIR=str(data_dir),
+                WRAPAROUND_LOG_LEVEL="WARNING")
+
+
+def dev_token(db_url: str, data_dir: Path) -> str:
+    """Return a development bearer token from the CLI, as an operator would get one."""
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "dev-token", "--agency",
+                          "social-care", "--scope", "system/*.cruds"], env=_env(db_url, data_dir),
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def _start(db_url: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, WRAPAROUND_DATABASE_URL=db_url, WRAPAROUND_DATA_DIR=str(data_dir),
-               WRAPAROUND_LOG_LEVEL="WARNING")
+    env = _env(db_url, data_dir)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port",
          str(port), "--workers", "2"], env=env, start_new_session=True,
@@ -36,6 +48,7 @@ def test_kill_mid_write_loses_no_acknowledged_write(db_url: str, tmp_path: Path)
     port = free_port()
     proc = _start(db_url, port, tmp_path)
     base = f"http://127.0.0.1:{port}/fhir"
+    headers = {"Content-Type": FHIR_JSON, "Authorization": f"Bearer {dev_token(db_url, tmp_path)}"}
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -46,7 +59,7 @@ def test_kill_mid_write_loses_no_acknowledged_write(db_url: str, tmp_path: Path)
             i += 1
             try:
                 resp = requests.post(f"{base}/Patient", json=make_patient(family=f"W{n}x{i}"),
-                                     headers={"Content-Type": FHIR_JSON}, timeout=5)
+                                     headers=headers, timeout=5)
             except requests.RequestException:
                 continue
             if resp.status_code == 201:
@@ -69,9 +82,9 @@ def test_kill_mid_write_loses_no_acknowledged_write(db_url: str, tmp_path: Path)
     restarted = _start(db_url, port, tmp_path)
     try:
         missing = [rid for rid in acknowledged
-                   if requests.get(f"{base}/Patient/{rid}", timeout=5).status_code != 200]
+                   if requests.get(f"{base}/Patient/{rid}", headers=headers, timeout=5).status_code != 200]
         assert missing == []
-        total = requests.get(f"{base}/Patient?_summary=count", timeout=5).json()["total"]
+        total = requests.get(f"{base}/Patient?_summary=count", headers=headers, timeout=5).json()["total"]
         assert total >= len(acknowledged)
     finally:
         os.killpg(restarted.pid, signal.SIGTERM)

@@ -1,0 +1,32 @@
+"""The `wraparound` command line: one click group, one module per command family."""
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Wraparound: an interoperability gateway for children's services."""
+
+
+def _register() -> None:
+    # One line per command family; each module owns its commands.
+    from gateway.cli import serve as _serve
+
+    main.add_command(_serve.serve)
+    main.add_command(_serve.db)
+    main.add_command(_serve.demo)
+    from gateway.cli import ingest as _ingest
+
+    main.add_command(_ingest.ingest)
+    # --- command families added by later work go below this line ---
+    from gateway.cli import mappings as _mappings
+    main.add_command(_mappings.mappings)
+    from gateway.cli import mocks as _mocks
+
+    main.add_command(_mocks.mocks)
+
+
+_register()
+
+__all__ = ["main"]

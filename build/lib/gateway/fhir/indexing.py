@@ -1,0 +1,194 @@
+"""Extract search-index rows from a resource, by its registered search parameters."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from gateway.fhir.registry import ResourceType, SearchParam
+
+_HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
+_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+_DATE_RE = re.compile(
+    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
+    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+
+@dataclass(frozen=True)
+class IndexRows:
+    """Index rows for one resource, by table."""
+
+    tokens: list[tuple[str, str | None, str]]
+    strings: list[tuple[str, str, str]]
+    dates: list[tuple[str, str, str]]
+    references: list[tuple[str, str | None, str]]
+    numbers: list[tuple[str, float]]
+    uris: list[tuple[str, str]]
+
+
+def normalise_string(value: str) -> str:
+    """Return the case- and accent-insensitive form used for string search."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(stripped.casefold().split())
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def date_range(value: str) -> tuple[str, str] | None:
+    """Return the UTC [low, high] instant range a FHIR date/dateTime/instant covers, or None."""
+    m = _DATE_RE.match(value)
+    if not m:
+        return None
+    year, month, day, hh, mi, ss, frac, tz = m.groups()
+    tzinfo = UTC
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+    try:
+        y = int(year)
+        if month is None:
+            low = datetime(y, 1, 1, tzinfo=tzinfo)
+            high = datetime(y + 1, 1, 1, tzinfo=tzinfo)
+        elif day is None:
+            mo = int(month)
+            low = datetime(y, mo, 1, tzinfo=tzinfo)
+            high = datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=tzinfo)
+        elif hh is None:
+            low = datetime(y, int(month), int(day), tzinfo=tzinfo)
+            high = low + timedelta(days=1)
+        else:
+            second = int(ss) if ss else 0
+            micro = int((frac or ".0")[1:7].ljust(6, "0"))
+            low = datetime(y, int(month), int(day), int(hh), int(mi), second, micro, tzinfo=tzinfo)
+            if frac:
+                high = low + timedelta(microseconds=1)
+            elif ss:
+                high = low + timedelta(seconds=1)
+            else:
+                high = low + timedelta(minutes=1)
+    except ValueError:
+        return None
+    return _fmt(low), _fmt(high - timedelta(microseconds=1))
+
+
+def _walk(node: Any, path: tuple[str, ...]) -> Iterator[Any]:
+    if not path:
+        if isinstance(node, list):
+            yield from node
+        else:
+            yield node
+        return
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk(item, path)
+        return
+    if not isinstance(node, dict):
+        return
+    key = path[0]
+    if key.endswith("[x]"):
+        stem = key[:-3]
+        for k, v in node.items():
+            if k.startswith(stem) and len(k) > len(stem) and k[len(stem)].isupper():
+                yield from _walk(v, path[1:])
+        return
+    if key in node:
+        yield from _walk(node[key], path[1:])
+
+
+def parse_reference(ref: str) -> tuple[str | None, str] | None:
+    """Return (type, id) for a literal reference ("Patient/1", a full URL, or "#contained")."""
+    if not ref or ref.startswith("#") or ref.startswith("urn:"):
+        return None
+    parts = ref.split("?")[0].rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2], parts[-1]
+    return None
+
+
+def _tokens(param: SearchParam, value: Any) -> Iterator[tuple[str | None, str]]:
+    if isinstance(value, bool):
+        yield None, "true" if value else "false"
+    elif isinstance(value, str):
+        yield None, value
+    elif isinstance(value, dict):
+        if "coding" in value:
+            for coding in value.get("coding") or ():
+                if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                    yield coding.get("system"), coding["code"]
+        elif param.shape == "contact-point":
+            if isinstance(value.get("value"), str):
+                yield None, value["value"]
+        elif isinstance(value.get("code"), str):
+            yield value.get("system"), value["code"]
+        elif isinstance(value.get("value"), str):
+            yield value.get("system"), value["value"]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        parts = _HUMAN_NAME_PARTS if ("family" in value or "given" in value) else _ADDRESS_PARTS
+        if not any(p in value for p in parts):
+            parts = _HUMAN_NAME_PARTS + _ADDRESS_PARTS
+        for part in parts:
+            sub = value.get(part)
+            if isinstance(sub, str):
+                yield sub
+            elif isinstance(sub, list):
+                yield from (s for s in sub if isinstance(s, str))
+
+
+def _dates(value: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        rng = date_range(value)
+        if rng:
+            yield rng
+    elif isinstance(value, dict) and ("start" in value or "end" in value):
+        start = date_range(value["start"]) if isinstance(value.get("start"), str) else None
+        end = date_range(value["end"]) if isinstance(value.get("end"), str) else None
+        low = start[0] if start else "0001-01-01T00:00:00.000000"
+        high = end[1] if end else "9999-12-31T23:59:59.999999"
+        yield low, high
+
+
+def extract_index(rtype: ResourceType, resource: dict[str, Any]) -> IndexRows:
+    """Return every index row the resource's registered search parameters produce."""
+    rows = IndexRows([], [], [], [], [], [])
+    for param in rtype.params.values():
+        for path in param.paths:
+            for value in _walk(resource, path):
+                _add(rows, param, value)
+    return rows
+
+
+def _add(rows: IndexRows, param: SearchParam, value: Any) -> None:
+    name = param.name
+    if param.type == "token":
+        for system, code in _tokens(param, value):
+            rows.tokens.append((name, system, code))
+    elif param.type == "string":
+        for s in _strings(value):
+            rows.strings.append((name, normalise_string(s)[:512], s[:512]))
+    elif param.type == "date":
+        for low, high in _dates(value):
+            rows.dates.append((name, low, high))
+    elif param.type == "reference":
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            parsed = parse_reference(value["reference"])
+            if parsed and (not param.targets or parsed[0] in param.targets):
+                rows.references.append((name, parsed[0], parsed[1]))
+    elif param.type == "number":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows.numbers.append((name, float(value)))
+    elif param.type == "uri" and isinstance(value, str):
+        rows.uris.append((name, value[:1024]))

@@ -1,0 +1,210 @@
+"""Map, validate and store a source export; every record stands or falls alone.
+
+Records are stored in chunks, one database transaction per chunk and a savepoint per record, so
+a bad record never blocks the good ones and never leaves part of itself stored. Resource ids are
+deterministic, so sending a record again updates it or leaves it unchanged; its Provenance is
+written only when something it describes changed.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from gateway.errors import Forbidden, Issue
+from gateway.fhir.service import FhirService, WriteResult
+from gateway.security.context import current_caller
+from gateway.security.policy import Policy
+from mappings import MappedRecord, MappingError, MappingsError, ReaderError, Registry
+
+log = logging.getLogger(__name__)
+CHUNK = 200
+STATUSES = ("created", "updated", "unchanged", "rejected")
+
+
+@dataclass
+class RecordOutcome:
+    """What happened to one source record."""
+
+    location: str
+    status: str
+    record_id: str | None = None
+    problems: list[Issue] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class IngestReport:
+    """Counts and per-record outcomes of one ingest run."""
+
+    source: str
+    dry_run: bool
+    counts: Counter[str] = field(default_factory=Counter)
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    stream_error: Issue | None = None
+
+    @property
+    def rejected(self) -> int:
+        """Return how many records were rejected."""
+        return self.counts["rejected"] + (1 if self.stream_error else 0)
+
+    def add(self, outcome: RecordOutcome) -> None:
+        """Count one record outcome and keep it."""
+        self.counts[outcome.status] += 1
+        self.outcomes.append(outcome)
+
+
+def _mapping_issues(exc: MappingError) -> list[Issue]:
+    out = []
+    for p in exc.problems:
+        where = f"{p.location}" + (f", field {p.field}" if p.field else "")
+        out.append(Issue("error", "invalid", f"{where}: {p.message}",
+                         (p.fhir_path,) if p.fhir_path else ()))
+    return out
+
+
+class IngestService:
+    """Ingest exports of the registered source systems into the FHIR store."""
+
+    def __init__(self, mappings: Registry, fhir: FhirService, policy: Policy) -> None:
+        self.mappings = mappings
+        self.fhir = fhir
+        self.policy = policy
+
+    def agency_for(self, source: str) -> str:
+        """Return the agency that owns a source system's records."""
+        for name, agency in self.policy.agencies.items():
+            if source in agency.sources:
+                return name
+        return source
+
+    def check_caller(self, source: str) -> None:
+        """Raise unless the current caller may ingest this source."""
+        caller = current_caller()
+        if not caller.system and source not in self.policy.agency(caller.agency).sources:
+            raise Forbidden(f"the {caller.agency} agency may not ingest {source} exports")
+
+    def sources(self) -> list[str]:
+        """Return the source systems that can be ingested."""
+        return self.mappings.sources()
+
+    def map_and_validate(self, source: str, location: str, raw: dict[str, Any]) -> RecordOutcome:
+        """Map one record and validate every resource it produces."""
+        try:
+            mapped: MappedRecord = self.mappings.map_record(source, raw, location)
+        except MappingError as exc:
+            return RecordOutcome(location, "rejected", problems=_mapping_issues(exc))
+        problems: list[Issue] = []
+        for resource in mapped.resources:
+            for issue in self.fhir.validate(resource, resource.get("resourceType")):
+                if issue.severity in ("error", "fatal"):
+                    problems.append(Issue(issue.severity, issue.code,
+                                          f"{location}: {issue.diagnostics}", issue.expression))
+        status = "rejected" if problems else "mapped"
+        return RecordOutcome(location, status, mapped.source_record_id, problems,
+                             mapped.resources)
+
+    def run(self, source: str, stream: BinaryIO, content_type: str | None, *,
+            dry_run: bool = False, progress: Callable[[int], None] | None = None) -> IngestReport:
+        """Ingest every record of an export and return the report."""
+        self.check_caller(source)
+        report = IngestReport(source, dry_run)
+        pending: list[RecordOutcome] = []
+        try:
+            for outcome in self._mapped(source, stream, content_type):
+                if outcome.status == "rejected" or dry_run:
+                    if dry_run and outcome.status != "rejected":
+                        outcome.status = "valid"
+                    report.add(outcome)
+                else:
+                    pending.append(outcome)
+                if len(pending) >= CHUNK:
+                    self._store_chunk(pending, report)
+                    pending = []
+                if progress:
+                    progress(1)
+        except ReaderError as exc:
+            report.stream_error = Issue("error", "security" if exc.code == "hostile-input"
+                                        else "structure", str(exc))
+        if pending:
+            self._store_chunk(pending, report)
+        log.info("ingest source=%s dry_run=%s counts=%s", source, dry_run, dict(report.counts))
+        return report
+
+    def _mapped(self, source: str, stream: BinaryIO,
+                content_type: str | None) -> Iterator[RecordOutcome]:
+        for location, raw in self.mappings.read_records(source, stream, content_type):
+            yield self.map_and_validate(source, location, raw)
+
+    def _store_chunk(self, chunk: list[RecordOutcome], report: IngestReport) -> None:
+        def _run(tx: Any) -> list[RecordOutcome]:
+            results = []
+            for outcome in chunk:
+                results.append(self._store_record(tx, outcome))
+            return results
+
+        try:
+            results = self.fhir._store_write(_run)  # noqa: SLF001 - same service family
+        except Exception:  # the chunk failed as a whole: retry each record on its own
+            log.warning("ingest chunk failed; storing its records one by one")
+            results = [self._store_alone(outcome) for outcome in chunk]
+        for outcome in results:
+            report.add(outcome)
+
+    def _store_alone(self, outcome: RecordOutcome) -> RecordOutcome:
+        try:
+            return self.fhir._store_write(lambda tx: self._store_record(tx, outcome))  # type: ignore[no-any-return]  # noqa: SLF001
+        except Exception as exc:  # a database refusal rejects this record only
+            return RecordOutcome(outcome.location, "rejected", outcome.record_id, [Issue(
+                "error", "exception", f"{outcome.location}: could not be stored "
+                f"({type(exc).__name__})")])
+
+    def _store_record(self, tx: Any, outcome: RecordOutcome) -> RecordOutcome:
+        created = changed = False
+        with tx.savepoint():
+            for resource in outcome.resources:
+                if resource["resourceType"] == "Provenance":
+                    continue
+                result: WriteResult = self.fhir._update_in(  # noqa: SLF001
+                    tx, resource["resourceType"], resource["id"], resource, None)
+                created |= result.status == 201
+                changed |= result.changed
+            if changed:
+                for resource in outcome.resources:
+                    if resource["resourceType"] == "Provenance":
+                        self.fhir._update_in(tx, "Provenance", resource["id"], resource, None)  # noqa: SLF001
+        status = "created" if created else ("updated" if changed else "unchanged")
+        return RecordOutcome(outcome.location, status, outcome.record_id)
+
+
+def report_outcome(report: IngestReport) -> dict[str, Any]:
+    """Return the report as an OperationOutcome with the counts as an extension."""
+    counts = {s: report.counts.get(s, 0) for s in (*STATUSES, "valid")}
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v or k in STATUSES)
+    issues: list[dict[str, Any]] = [{
+        "severity": "information", "code": "informational",
+        "diagnostics": f"{report.source}: {summary}" + (" (dry run)" if report.dry_run else ""),
+    }]
+    if report.stream_error:
+        issues.append(report.stream_error.to_fhir())
+    for outcome in report.outcomes:
+        if outcome.status == "rejected":
+            issues.extend(p.to_fhir() for p in outcome.problems)
+    return {
+        "resourceType": "OperationOutcome",
+        "extension": [{
+            "url": "https://wraparound.example.org/fhir/StructureDefinition/ingest-counts",
+            "extension": [{"url": k, "valueInteger": v} for k, v in counts.items()],
+        }],
+        "issue": issues,
+    }
+
+
+def iter_outcomes(report: IngestReport) -> Iterable[RecordOutcome]:
+    """Return the per-record outcomes."""
+    return report.outcomes
+
+
+__all__ = ["IngestReport", "IngestService", "MappingsError", "RecordOutcome", "report_outcome"]

@@ -1,0 +1,73 @@
+"""Engines for SQLite (embedded default) and PostgreSQL, configured for durability."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class StorageConfigError(RuntimeError):
+    """Raised when the database cannot be used safely (e.g. SQLite without synchronous=FULL)."""
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """Return True for the SQLite dialect."""
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for the URL: SQLite with WAL and synchronous=FULL, or PostgreSQL via psycopg."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        return create_engine(parsed, **kwargs)
+    raise StorageConfigError("only sqlite and postgresql databases are supported")
+
+
+def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
+    if not database or database == ":memory:":
+        raise StorageConfigError("SQLite needs a file database (WAL does not apply to :memory:)")
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # NullPool: a connection per unit of work; SQLite connections are cheap and this keeps
+    # forked gunicorn workers from sharing file handles.
+    kwargs.setdefault("poolclass", NullPool)
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous")
+        (sync,) = cur.fetchone()
+        cur.close()
+        if sync != 2:
+            raise StorageConfigError("SQLite must run with synchronous=FULL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front, so two writers never deadlock upgrading
+        # a read lock; readers take none.
+        if conn.get_execution_options().get("wraparound_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine

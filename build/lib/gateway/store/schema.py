@@ -1,0 +1,170 @@
+"""Database tables: current resources, version history, search indexes and paged search sets.
+
+Timestamps are stored as fixed-width UTC strings (`YYYY-MM-DDTHH:MM:SS.ffffff`) so that they sort
+and compare the same way on SQLite and PostgreSQL and match the date search index exactly.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+TYPE_LEN = 64
+ID_LEN = 64
+TS_LEN = 26
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("res_type", String(TYPE_LEN), primary_key=True),
+    Column("res_id", String(ID_LEN), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", String(TS_LEN), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Text, nullable=True),
+    Index("ix_resources_type_updated", "res_type", "last_updated"),
+)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("res_type", String(TYPE_LEN), primary_key=True),
+    Column("res_id", String(ID_LEN), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("last_updated", String(TS_LEN), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Text, nullable=True),
+    Index("ix_history_type_updated", "res_type", "last_updated"),
+    Index("ix_history_updated", "last_updated"),
+)
+
+idx_token = Table(
+    "idx_token",
+    metadata,
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("res_id", String(ID_LEN), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("system", String(512), nullable=True),
+    Column("code", String(512), nullable=False),
+    Index("ix_token_lookup", "res_type", "param", "code", "system"),
+    Index("ix_token_owner", "res_type", "res_id"),
+)
+
+idx_string = Table(
+    "idx_string",
+    metadata,
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("res_id", String(ID_LEN), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("value_norm", String(512), nullable=False),
+    Column("value", String(512), nullable=False),
+    Index("ix_string_lookup", "res_type", "param", "value_norm"),
+    Index("ix_string_owner", "res_type", "res_id"),
+)
+
+idx_date = Table(
+    "idx_date",
+    metadata,
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("res_id", String(ID_LEN), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("low", String(TS_LEN), nullable=False),
+    Column("high", String(TS_LEN), nullable=False),
+    Index("ix_date_lookup", "res_type", "param", "low", "high"),
+    Index("ix_date_owner", "res_type", "res_id"),
+)
+
+idx_reference = Table(
+    "idx_reference",
+    metadata,
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("res_id", String(ID_LEN), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("target_type", String(TYPE_LEN), nullable=True),
+    Column("target_id", String(ID_LEN), nullable=False),
+    Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type"),
+    Index("ix_reference_target", "target_type", "target_id"),
+    Index("ix_reference_owner", "res_type", "res_id"),
+)
+
+idx_number = Table(
+    "idx_number",
+    metadata,
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("res_id", String(ID_LEN), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_number_lookup", "res_type", "param", "value"),
+    Index("ix_number_owner", "res_type", "res_id"),
+)
+
+idx_uri = Table(
+    "idx_uri",
+    metadata,
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("res_id", String(ID_LEN), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("value", String(1024), nullable=False),
+    Index("ix_uri_lookup", "res_type", "param", "value"),
+    Index("ix_uri_owner", "res_type", "res_id"),
+)
+
+search_sets = Table(
+    "search_sets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("created", String(TS_LEN), nullable=False),
+    Column("expires", String(TS_LEN), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("ids", Text, nullable=False),
+    Index("ix_search_sets_expires", "expires"),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("agency", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated SMART v2 scopes pre-authorised
+    Column("jwks", Text, nullable=False),  # the client's public keys (JWKS JSON)
+    Column("description", String(256), nullable=True),
+    Column("created", String(TS_LEN), nullable=False),
+    Column("revoked", String(TS_LEN), nullable=True),
+)
+
+# A client assertion's jti, kept until the assertion would have expired anyway (replay check).
+used_assertions = Table(
+    "used_assertions",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires", String(TS_LEN), nullable=False),
+    Index("ix_used_assertions_expires", "expires"),
+)
+
+# The gateway's own keys for signing access tokens; old keys verify until retired.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("created", String(TS_LEN), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("retired", String(TS_LEN), nullable=True),
+)
+
+INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference, idx_number, idx_uri)

@@ -1,0 +1,553 @@
+"""SqlResourceStore: the resource store on SQLite or PostgreSQL through SQLAlchemy Core."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from gateway.fhir.indexing import extract_index, normalise_string
+from gateway.fhir.registry import Registry
+from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
+from vocab import systems
+from gateway.store.base import RetryableConflict, StoredResource, StoreUnavailable
+from gateway.store.schema import (
+    INDEX_TABLES,
+    idx_date,
+    idx_number,
+    idx_reference,
+    idx_string,
+    idx_token,
+    idx_uri,
+    resource_history,
+    resources,
+    search_sets,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_WRITE_ATTEMPTS = 6
+_MIN_TS = "0001-01-01T00:00:00.000000"
+
+
+def utc_now() -> str:
+    """Return the current time in the stored timestamp format."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def to_instant(stored: str) -> str:
+    """Return a stored timestamp as a FHIR instant."""
+    return stored[:23] + "Z"
+
+
+def from_instant(value: str) -> str:
+    """Return the stored-format UTC form of a FHIR instant or dateTime lower bound."""
+    from gateway.fhir.indexing import date_range
+
+    rng = date_range(value)
+    if rng is None:
+        raise ValueError("not a FHIR instant")
+    return rng[0]
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _row_to_stored(row: Any, method: str = "") -> StoredResource:
+    return StoredResource(
+        res_type=row.res_type,
+        res_id=row.res_id,
+        version_id=row.version_id,
+        last_updated=to_instant(row.last_updated),
+        deleted=bool(row.deleted),
+        content=row.content,
+        method=method or getattr(row, "method", "") or "",
+    )
+
+
+def stamp(resource: dict[str, Any], res_id: str, version_id: int, last_updated: str) -> str:
+    """Return the resource's stored JSON with id and meta.versionId/lastUpdated set by the server."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = to_instant(last_updated)
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id, "meta": meta}
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return orjson.dumps(out).decode("utf-8")
+
+
+class _SqlReadSession:
+    """Read operations on one connection."""
+
+    def __init__(self, conn: Connection, registry: Registry) -> None:
+        self.conn = conn
+        self.registry = registry
+        self.sqlite = conn.dialect.name == "sqlite"
+
+    # -- single resources -------------------------------------------------------------------
+    def get(self, res_type: str, res_id: str) -> StoredResource | None:
+        row = self.conn.execute(
+            select(resources).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
+        ).first()
+        return _row_to_stored(row) if row else None
+
+    def get_version(self, res_type: str, res_id: str, version_id: int) -> StoredResource | None:
+        row = self.conn.execute(
+            select(resource_history).where(
+                resource_history.c.res_type == res_type,
+                resource_history.c.res_id == res_id,
+                resource_history.c.version_id == version_id,
+            )
+        ).first()
+        return _row_to_stored(row) if row else None
+
+    def fetch(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Return the current, not-deleted resources for (type, id) keys, in the order given."""
+        found: dict[tuple[str, str], StoredResource] = {}
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in keys:
+            by_type.setdefault(rtype, []).append(rid)
+        for rtype, ids in by_type.items():
+            for chunk_start in range(0, len(ids), 500):
+                chunk = ids[chunk_start : chunk_start + 500]
+                rows = self.conn.execute(
+                    select(resources).where(
+                        resources.c.res_type == rtype,
+                        resources.c.res_id.in_(chunk),
+                        resources.c.deleted == false(),
+                    )
+                )
+                for row in rows:
+                    found[(row.res_type, row.res_id)] = _row_to_stored(row)
+        return [found[k] for k in keys if k in found]
+
+    def history(self, res_type: str | None, res_id: str | None, *, since: str | None,
+                before: str | None, count: int, offset: int) -> tuple[list[StoredResource], int]:
+        h = resource_history.c
+        conds: list[ColumnElement[bool]] = []
+        if res_type:
+            conds.append(h.res_type == res_type)
+        if res_id:
+            conds.append(h.res_id == res_id)
+        if since:
+            conds.append(h.last_updated >= since)
+        if before:
+            conds.append(h.last_updated <= before)
+        total = self.conn.execute(select(func.count()).select_from(resource_history).where(*conds)).scalar_one()
+        rows = self.conn.execute(
+            select(resource_history).where(*conds)
+            .order_by(h.last_updated.desc(), h.res_type, h.res_id, h.version_id.desc())
+            .limit(count).offset(offset)
+        )
+        return [_row_to_stored(r) for r in rows], int(total)
+
+    # -- search -----------------------------------------------------------------------------
+    def _matching(self, query: SearchQuery) -> Select[Any]:
+        stmt = select(resources.c.res_id).where(
+            resources.c.res_type == query.res_type, resources.c.deleted == false()
+        )
+        for crit in query.criteria:
+            stmt = stmt.where(self._condition(query.res_type, crit))
+        if query.access is not None:
+            stmt = stmt.where(self._access(query.res_type, query.access))
+        return stmt
+
+    def _access(self, res_type: str, access: AccessFilter) -> ColumnElement[bool]:
+        tok = idx_token.c
+        res = resources.c
+        owned = res.res_id.in_(select(tok.res_id).where(
+            tok.res_type == res_type, tok.param == "_tag", tok.system == systems.AGENCY,
+            tok.code == access.owner))
+        admitted: list[ColumnElement[bool]] = []
+        for rule in access.rules:
+            if rule[0] == "all":
+                admitted = [true()]
+                break
+            if rule[0] == "own":
+                admitted.append(owned)
+            elif rule[0] == "codes":
+                admitted.append(res.res_id.in_(select(tok.res_id).where(
+                    tok.res_type == res_type, tok.param.in_(("category", "code", "type")),
+                    or_(*[and_(tok.system == s, tok.code == c) for s, c in rule[1]]))))
+        cond = or_(*admitted) if admitted else false()
+        if access.hide_restricted:
+            restricted = res.res_id.in_(select(tok.res_id).where(
+                tok.res_type == res_type, tok.param == "_security",
+                tok.system == systems.CONFIDENTIALITY, tok.code.in_(("R", "V"))))
+            cond = and_(cond, or_(not_(restricted), owned))
+        return cond
+
+    def count(self, query: SearchQuery) -> int:
+        """Return how many resources match."""
+        sub = self._matching(query).subquery()
+        return int(self.conn.execute(select(func.count()).select_from(sub)).scalar_one())
+
+    def search_ids(self, query: SearchQuery, limit: int, offset: int = 0) -> list[str]:
+        """Return matching ids in the query's sort order."""
+        stmt = self._matching(query)
+        for order in self._order_by(query):
+            stmt = stmt.order_by(order)
+        stmt = stmt.limit(limit).offset(offset)
+        return [row.res_id for row in self.conn.execute(stmt)]
+
+    def includes(self, res_type: str, ids: Sequence[str], includes: Iterable[Include],
+                 revincludes: Iterable[Include], limit: int) -> list[StoredResource]:
+        """Return resources referenced by (_include) or referring to (_revinclude) the page."""
+        if not ids:
+            return []
+        r = idx_reference.c
+        keys: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = {(res_type, i) for i in ids}
+        for inc in includes:
+            stmt = select(r.target_type, r.target_id).where(
+                r.res_type == inc.source_type, r.param == inc.param, r.res_id.in_(list(ids)),
+                r.target_type.is_not(None),
+            )
+            if inc.target_type:
+                stmt = stmt.where(r.target_type == inc.target_type)
+            for row in self.conn.execute(stmt.limit(limit + 1)):
+                key = (row.target_type, row.target_id)
+                if key not in seen:
+                    seen.add(key)
+                    keys.append(key)
+        for inc in revincludes:
+            stmt = select(r.res_type, r.res_id).where(
+                r.res_type == inc.source_type, r.param == inc.param,
+                r.target_type == res_type, r.target_id.in_(list(ids)),
+            )
+            for row in self.conn.execute(stmt.limit(limit + 1)):
+                key = (row.res_type, row.res_id)
+                if key not in seen:
+                    seen.add(key)
+                    keys.append(key)
+        return self.fetch(keys[:limit])
+
+    def _order_by(self, query: SearchQuery) -> list[Any]:
+        res = resources.c
+        orders: list[Any] = []
+        for name, kind, desc in query.sort:
+            if name == "_id":
+                col: Any = res.res_id
+            elif name == "_lastUpdated":
+                col = res.last_updated
+            else:
+                table, column = {
+                    "string": (idx_string, "value_norm"), "date": (idx_date, "low"),
+                    "token": (idx_token, "code"), "number": (idx_number, "value"),
+                    "uri": (idx_uri, "value"),
+                }[kind]
+                agg = func.max if desc else func.min
+                col = (
+                    select(agg(table.c[column]))
+                    .where(table.c.res_type == query.res_type, table.c.param == name,
+                           table.c.res_id == res.res_id)
+                    .scalar_subquery()
+                )
+            orders.append(col.desc().nulls_last() if desc else col.asc().nulls_last())
+        orders.extend([res.last_updated.asc(), res.res_id.asc()])
+        return orders
+
+    def _ids_where(self, table: Any, res_type: str, name: str,
+                   conds: list[ColumnElement[bool]]) -> Select[Any]:
+        return select(table.c.res_id).where(
+            table.c.res_type == res_type, table.c.param == name, or_(*conds) if conds else true()
+        )
+
+    def _condition(self, res_type: str, crit: Criterion) -> ColumnElement[bool]:
+        res = resources.c
+        if crit.kind == "id":
+            return res.res_id.in_(list(crit.values))
+        if crit.kind == "lastUpdated":
+            return and_(*[self._date_cond(res.last_updated, res.last_updated, v) for v in crit.values])
+        table = {
+            "string": idx_string, "token": idx_token, "date": idx_date,
+            "reference": idx_reference, "number": idx_number, "uri": idx_uri,
+        }[crit.kind]
+        if crit.modifier == "missing":
+            present = select(table.c.res_id).where(
+                table.c.res_type == res_type, table.c.param == crit.name)
+            return res.res_id.not_in(present) if crit.values[0] else res.res_id.in_(present)
+        conds = [self._value_cond(table, crit, v) for v in crit.values]
+        sub = self._ids_where(table, res_type, crit.name, conds)
+        if crit.kind == "token" and crit.modifier == "not":
+            return res.res_id.not_in(sub)
+        return res.res_id.in_(sub)
+
+    def _value_cond(self, table: Any, crit: Criterion, value: Any) -> ColumnElement[bool]:
+        c = table.c
+        if crit.kind == "string":
+            if crit.modifier == "exact":
+                return c.value == value[:512]
+            norm = _escape_like(normalise_string(value))
+            pattern = f"%{norm}%" if crit.modifier == "contains" else f"{norm}%"
+            return c.value_norm.like(pattern, escape="\\")
+        if crit.kind == "token":
+            system, code, system_given = value
+            parts: list[ColumnElement[bool]] = []
+            if code is not None:
+                parts.append(c.code == code)
+            if system_given:
+                parts.append(c.system.is_(None) if system is None else c.system == system)
+            return and_(*parts) if parts else true()
+        if crit.kind == "date":
+            return self._date_cond(c.low, c.high, value)
+        if crit.kind == "reference":
+            rtype, rid = value
+            cond = c.target_id == rid
+            return and_(cond, c.target_type == rtype) if rtype else cond
+        if crit.kind == "number":
+            prefix, number = value
+            ops = {"eq": c.value == number, "ne": c.value != number, "lt": c.value < number,
+                   "gt": c.value > number, "le": c.value <= number, "ge": c.value >= number}
+            return ops[prefix]
+        if crit.modifier == "below":
+            return c.value.like(_escape_like(value) + "%", escape="\\")
+        return c.value == value
+
+    @staticmethod
+    def _date_cond(low: Any, high: Any, value: tuple[str, str, str]) -> ColumnElement[bool]:
+        prefix, plow, phigh = value
+        if prefix == "eq":
+            return and_(low >= plow, high <= phigh)
+        if prefix == "ne":
+            return not_(and_(low >= plow, high <= phigh))
+        if prefix == "gt":
+            return high > phigh
+        if prefix == "lt":
+            return low < plow
+        if prefix == "ge":
+            return high >= plow
+        if prefix == "le":
+            return low <= phigh
+        if prefix == "sa":
+            return low > phigh
+        if prefix == "eb":
+            return high < plow
+        return and_(low <= phigh, high >= plow)  # ap: overlaps
+
+
+class _SqlWriteSession(_SqlReadSession):
+    """Read and write operations inside one transaction."""
+
+    def savepoint(self) -> Any:
+        """Return a context manager for a savepoint: leaving it by an exception undoes its writes."""
+        return self.conn.begin_nested()
+
+    def lock(self, key: str) -> None:
+        if self.sqlite:
+            return  # BEGIN IMMEDIATE already serialises every writer
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        number = int.from_bytes(digest[:8], "big", signed=True)
+        self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+
+    def get_for_update(self, res_type: str, res_id: str) -> StoredResource | None:
+        stmt = select(resources).where(
+            resources.c.res_type == res_type, resources.c.res_id == res_id)
+        if not self.sqlite:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return _row_to_stored(row) if row else None
+
+    def put(self, res_type: str, res_id: str, resource: dict[str, Any], *,
+            previous: StoredResource | None, method: str) -> StoredResource:
+        version = 1 if previous is None else previous.version_id + 1
+        now = utc_now()
+        if previous is not None:
+            prev_ts = previous.last_updated[:-1] + "000"
+            if now <= prev_ts:  # keep lastUpdated strictly increasing per resource
+                now = (datetime.strptime(prev_ts, "%Y-%m-%dT%H:%M:%S.%f")
+                       + timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        content = stamp(resource, res_id, version, now)
+        row = {"res_type": res_type, "res_id": res_id, "version_id": version,
+               "last_updated": now, "deleted": False, "content": content}
+        try:
+            if previous is None:
+                self.conn.execute(insert(resources).values(**row))
+            else:
+                result = self.conn.execute(
+                    update(resources)
+                    .where(resources.c.res_type == res_type, resources.c.res_id == res_id,
+                           resources.c.version_id == previous.version_id)
+                    .values(version_id=version, last_updated=now, deleted=False, content=content)
+                )
+                if result.rowcount != 1:
+                    raise RetryableConflict("the resource changed concurrently")
+                self._drop_index(res_type, res_id)
+            self.conn.execute(insert(resource_history).values(method=method, **row))
+        except IntegrityError as exc:
+            raise RetryableConflict("a concurrent write created the same resource") from exc
+        self._write_index(res_type, res_id, resource)
+        return StoredResource(res_type, res_id, version, to_instant(now), False, content, method)
+
+    def delete(self, previous: StoredResource) -> StoredResource:
+        version = previous.version_id + 1
+        now = utc_now()
+        result = self.conn.execute(
+            update(resources)
+            .where(resources.c.res_type == previous.res_type,
+                   resources.c.res_id == previous.res_id,
+                   resources.c.version_id == previous.version_id)
+            .values(version_id=version, last_updated=now, deleted=True, content=None)
+        )
+        if result.rowcount != 1:
+            raise RetryableConflict("the resource changed concurrently")
+        self.conn.execute(insert(resource_history).values(
+            res_type=previous.res_type, res_id=previous.res_id, version_id=version,
+            last_updated=now, deleted=True, content=None, method="DELETE"))
+        self._drop_index(previous.res_type, previous.res_id)
+        return StoredResource(previous.res_type, previous.res_id, version, to_instant(now),
+                              True, None, "DELETE")
+
+    def _drop_index(self, res_type: str, res_id: str) -> None:
+        for table in INDEX_TABLES:
+            self.conn.execute(delete(table).where(table.c.res_type == res_type,
+                                                  table.c.res_id == res_id))
+
+    def _write_index(self, res_type: str, res_id: str, resource: dict[str, Any]) -> None:
+        rtype = self.registry.get(res_type)
+        if rtype is None:
+            return
+        rows = extract_index(rtype, resource)
+        owner = {"res_type": res_type, "res_id": res_id}
+        batches: list[tuple[Any, list[dict[str, Any]]]] = [
+            (idx_token, [dict(owner, param=p, system=s, code=c[:512]) for p, s, c in rows.tokens]),
+            (idx_string, [dict(owner, param=p, value_norm=n, value=v) for p, n, v in rows.strings]),
+            (idx_date, [dict(owner, param=p, low=lo, high=hi) for p, lo, hi in rows.dates]),
+            (idx_reference, [dict(owner, param=p, target_type=t, target_id=i[:64])
+                             for p, t, i in rows.references]),
+            (idx_number, [dict(owner, param=p, value=v) for p, v in rows.numbers]),
+            (idx_uri, [dict(owner, param=p, value=v) for p, v in rows.uris]),
+        ]
+        for table, values in batches:
+            if values:
+                self.conn.execute(insert(table), values)
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in ("40001", "40P01", "55P03"):
+        return True
+    message = str(orig).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+class SqlResourceStore:
+    """The resource store on an SQLAlchemy engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine, registry: Registry, *, search_cache_seconds: int = 3600,
+                 max_cached_ids: int = 10_000) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.search_cache_seconds = search_cache_seconds
+        self.max_cached_ids = max_cached_ids
+
+    @property
+    def dialect(self) -> str:
+        """Return the database dialect name."""
+        return self.engine.dialect.name
+
+    def read(self, fn: Callable[[_SqlReadSession], T]) -> T:
+        """Run fn in a read-only session."""
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    return fn(_SqlReadSession(conn, self.registry))
+        except OperationalError as exc:
+            raise StoreUnavailable("the database is unavailable") from exc
+
+    def write(self, fn: Callable[[_SqlWriteSession], T]) -> T:
+        """Run fn in one transaction, re-running it when a concurrent writer won a race."""
+        delay = 0.005
+        for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
+            try:
+                with self.engine.connect().execution_options(wraparound_write=True) as conn:
+                    with conn.begin():
+                        return fn(_SqlWriteSession(conn, self.registry))
+            except RetryableConflict:
+                if attempt == MAX_WRITE_ATTEMPTS:
+                    raise
+            except IntegrityError as exc:
+                if attempt == MAX_WRITE_ATTEMPTS:
+                    raise RetryableConflict("concurrent writes kept conflicting") from exc
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    if isinstance(exc, OperationalError):
+                        raise StoreUnavailable("the database is unavailable") from exc
+                    raise
+                if attempt == MAX_WRITE_ATTEMPTS:
+                    raise StoreUnavailable("the database stayed busy") from exc
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def save_search_set(self, res_type: str, query: str, ids: Sequence[str], total: int) -> str:
+        """Keep an ordered result set for paging and return its id; expired sets are purged."""
+        set_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        created = now.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        expires = (now + timedelta(seconds=self.search_cache_seconds)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%f")
+
+        def _save(tx: _SqlWriteSession) -> None:
+            tx.conn.execute(delete(search_sets).where(search_sets.c.expires < created))
+            tx.conn.execute(insert(search_sets).values(
+                id=set_id, res_type=res_type, created=created, expires=expires, total=total,
+                query=query, ids=orjson.dumps(list(ids)).decode()))
+
+        self.write(_save)
+        return set_id
+
+    def load_search_set(self, set_id: str) -> tuple[str, str, list[str], int] | None:
+        """Return (res_type, query, ids, total) for a kept result set, or None if expired."""
+        def _load(tx: _SqlReadSession) -> Any:
+            return tx.conn.execute(select(search_sets).where(
+                search_sets.c.id == set_id, search_sets.c.expires >= utc_now())).first()
+
+        row = self.read(_load)
+        if row is None:
+            return None
+        return row.res_type, row.query, orjson.loads(row.ids), int(row.total)
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(literal(1)))
+        except DBAPIError as exc:
+            raise StoreUnavailable("the database is unavailable") from exc
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+__all__ = ["SqlResourceStore", "from_instant", "stamp", "to_instant", "utc_now"]
+
