@@ -20,12 +20,19 @@ from gateway.errors import (
 )
 from gateway.fhir.registry import load_registry
 from gateway.fhir.service import FhirService
-from gateway.ingest.service import IngestService
+from gateway.ingest.service import IngestService, builtin_mappings
 from gateway.security.http import install as install_security
 from gateway.security.policy import Policy
 from gateway.security.audit import AuditTrail
 from gateway.services import Services, get_services
-from gateway.store import SqlResourceStore, StoreUnavailable, make_engine, upgrade
+from gateway.store import (
+    SqlResourceStore,
+    StoreUnavailable,
+    current_revision,
+    head_revision,
+    make_engine,
+    upgrade,
+)
 
 log = logging.getLogger("wraparound")
 
@@ -51,7 +58,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from gateway.fhir.validation import validate_resource
 
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    if current_revision(engine) != head_revision():
+        upgrade(engine)
     registry = load_registry()
     store = SqlResourceStore(engine, registry, search_cache_seconds=settings.search_cache_seconds)
     policy = Policy.load()
@@ -59,9 +67,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     fhir = FhirService(store, registry, validate_resource, policy=policy, audit=audit,
                        default_count=settings.default_page_size,
                        max_count=settings.max_page_size, max_includes=settings.max_includes)
-    from mappings import load_registry as load_mappings
-
-    ingest = IngestService(load_mappings(), fhir, policy)
+    ingest = IngestService(builtin_mappings(), fhir, policy)
     from gateway.security.tokens import TokenService
 
     tokens = TokenService(engine, settings, allowed_scopes_for=lambda agency: policy.default_scopes(

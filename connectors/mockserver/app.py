@@ -13,6 +13,7 @@ Admin API (JSON, loopback only by deployment):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -232,8 +233,12 @@ def _reset_connection() -> Response:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def abort() -> Iterator[bytes]:
-        # Raised while the server iterates the body, before anything is written: the server
-        # treats it as a dropped connection and closes the socket without a response.
+        # Runs while the server iterates the body, before anything is written: shut the socket
+        # down (the server then sees end-of-file and closes it, with RST because of SO_LINGER 0)
+        # and report a dropped connection, which the server handles silently.
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         raise ConnectionResetError("connection reset injected by the mock")
         yield b""  # pragma: no cover - makes this a generator
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 __all__ = [
@@ -86,7 +86,6 @@ class PdsPatient:
     superseded_nhs_number: str | None = None
     # SMSP-0003: data came from the provider's local store because the spine was unavailable.
     from_local_store: bool = False
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

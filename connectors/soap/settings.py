@@ -51,6 +51,8 @@ class SoapSettings:
     timestamp_ttl_seconds: int = 300
     from_address: str | None = None
     verify_tls: bool | str = True
+    # Read proxies and CA bundles from the environment? Off: national endpoints are configured.
+    trust_env: bool = False
     client_cert: tuple[str, str] | None = None
     signing: SigningSettings = field(default_factory=SigningSettings)
     wsdl_path: Path | None = None

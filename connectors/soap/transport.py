@@ -108,6 +108,7 @@ def build_transport(
     """Build the default transport for a service from its settings."""
     session = session or requests.Session()
     session.verify = settings.verify_tls
+    session.trust_env = settings.trust_env
     if settings.client_cert is not None:
         session.cert = settings.client_cert
     return HardenedTransport(

@@ -19,6 +19,10 @@ def _register() -> None:
     from gateway.cli import ingest as _ingest
 
     main.add_command(_ingest.ingest)
+    from gateway.cli import clients as _clients
+
+    main.add_command(_clients.clients)
+    main.add_command(_clients.dev_token)
     # --- command families added by later work go below this line ---
     from gateway.cli import mappings as _mappings
     main.add_command(_mappings.mappings)

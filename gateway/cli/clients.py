@@ -1,7 +1,6 @@
 """`wraparound clients add|list|revoke` and `wraparound dev-token`: the Backend Services registry."""
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,13 +15,10 @@ FALLBACK_SCOPES = ("system/*.rs",)
 
 
 def policy_default_scopes(agency: str) -> list[str]:
-    """Return every scope the agency's policy allows (`system/*.rs` until the policy says)."""
-    try:
-        policy = importlib.import_module("gateway.security.policy")
-    except ImportError:
-        return list(FALLBACK_SCOPES)
-    hook = getattr(policy, "default_scopes", None)
-    return list(FALLBACK_SCOPES) if hook is None else list(hook(agency))
+    """Return every scope the agency's policy allows."""
+    from gateway.security.policy import default_scopes
+
+    return default_scopes(agency) or list(FALLBACK_SCOPES)
 
 
 @contextmanager

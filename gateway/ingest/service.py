@@ -7,6 +7,7 @@ written only when something it describes changed.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -177,6 +178,14 @@ class IngestService:
                         self.fhir._update_in(tx, "Provenance", resource["id"], resource, None)  # noqa: SLF001
         status = "created" if created else ("updated" if changed else "unchanged")
         return RecordOutcome(outcome.location, status, outcome.record_id)
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_mappings() -> Registry:
+    """Return the built-in mapping registry, loaded once per process."""
+    from mappings import load_registry
+
+    return load_registry()
 
 
 def report_outcome(report: IngestReport) -> dict[str, Any]:

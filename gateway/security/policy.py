@@ -258,3 +258,10 @@ def redact_patient(resource: dict[str, Any]) -> dict[str, Any]:
     meta["security"] = labels
     out["meta"] = meta
     return out
+
+
+def default_scopes(agency: str) -> list[str]:
+    """Return every scope the built-in policy lets the agency use (for development tokens)."""
+    from gateway.fhir.registry import load_registry
+
+    return Policy.load().default_scopes(agency, load_registry().names())

@@ -72,7 +72,7 @@ ACCESS_TOKEN_TYPE = "at+jwt"
 DEV_PREFIX = "dev:"
 RESERVED_PREFIXES = (DEV_PREFIX, "internal:")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,7 @@ class TokenService:
     def add_client(self, client_id: str, agency: str, scopes: Sequence[str], jwks: dict[str, Any],
                    description: str | None = None) -> None:
         """Register a client with its agency, pre-authorised scopes and public keys."""
-        if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
+        if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
             raise ClientRegistryError("client ids are 1-128 letters, digits and . _ : @ / + -")
         if client_id.startswith(RESERVED_PREFIXES):
             raise ClientRegistryError("client ids starting 'dev:' or 'internal:' are reserved")
@@ -537,7 +537,7 @@ class TokenService:
                          now: float) -> tuple[tuple[AccessToken, str], _VerifyState]:
         # Our own tokens have one shape: exactly {alg: EdDSA, kid, typ: at+jwt}, an Ed25519 key
         # chosen by kid among ours, and nothing the header could use to pick another algorithm.
-        # Checking that shape directly costs a third of a general JWT library's decode.
+        # Checking that shape directly is several times cheaper than a general JWT decode.
         parts = bearer.split(".")
         if len(bearer) > MAX_ACCESS_TOKEN_CHARS or len(parts) != 3:
             raise InvalidAccessToken("the access token is malformed")

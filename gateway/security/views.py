@@ -47,6 +47,7 @@ def token() -> Response:
 
 
 @bp.get("/.well-known/smart-configuration")
+@bp.get("/fhir/.well-known/smart-configuration")
 def smart_configuration() -> Response:
     """Describe the authorisation server (SMART App Launch 2.x discovery)."""
     root = token_url().rsplit("/auth/token", 1)[0]
@@ -58,7 +59,7 @@ def smart_configuration() -> Response:
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "grant_types_supported": ["client_credentials"],
         "scopes_supported": ["system/*.cruds", "system/*.rs"],
-        "capabilities": ["client-confidential-asymmetric"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v2"],
         "code_challenge_methods_supported": [],
     })
 

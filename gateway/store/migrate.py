@@ -1,6 +1,7 @@
 """Apply the Alembic migrations shipped in the package."""
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from alembic import command
@@ -34,6 +35,7 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@functools.lru_cache(maxsize=1)
 def head_revision() -> str | None:
     """Return the latest revision shipped."""
     return ScriptDirectory.from_config(_config()).get_current_head()

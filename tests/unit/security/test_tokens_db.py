@@ -98,6 +98,8 @@ def _jwks(keys: Keys, **change: Any) -> dict[str, Any]:
                  id="internal: prefix reserved"),
     pytest.param("has space", ["system/*.rs"], lambda k: _jwks(k), "client ids",
                  id="client id with a space"),
+    pytest.param("trailing-newline\n", ["system/*.rs"], lambda k: _jwks(k), "client ids",
+                 id="client id with a newline"),
     pytest.param("c" * 129, ["system/*.rs"], lambda k: _jwks(k), "client ids",
                  id="client id too long"),
     pytest.param("new", [], lambda k: _jwks(k), "at least one scope", id="no scopes"),

@@ -1,1 +1,0 @@
-"""FHIR R4: resource registry, search, validation, the REST service and its views."""
