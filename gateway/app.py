@@ -40,9 +40,10 @@ log = logging.getLogger("wraparound")
 def configure_logging(level: str) -> None:
     """Configure process logging; third-party loggers that can print payloads stay quiet."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # zeep logs whole SOAP envelopes at DEBUG; those hold children's personal data.
-    for noisy in ("zeep", "zeep.transports", "urllib3", "sqlalchemy.engine"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # zeep logs whole SOAP envelopes at DEBUG and SQLAlchemy logs statements with their
+    # parameters at INFO: both would put children's personal data in the logs.
+    for noisy in ("zeep", "zeep.transports", "urllib3", "sqlalchemy", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:

@@ -16,6 +16,21 @@
 | WRAPAROUND_MAX_INCLUDES | most resources added by `_include`/`_revinclude` per page | 1000 |
 | WRAPAROUND_SEARCH_CACHE_SECONDS | how long a paged search result set is kept | 3600 |
 | WRAPAROUND_NATIONAL_URL | base URL of the national services (mock or real) | http://127.0.0.1:8090 |
+| WRAPAROUND_PDS_URL | the PDS SOAP endpoint | <national URL>/spine/pds |
+| WRAPAROUND_CPIS_URL | the CP-IS SOAP endpoint | <national URL>/spine/cpis |
+| WRAPAROUND_NATIONAL_CONNECT_TIMEOUT | seconds to connect to a national service | 3.05 |
+| WRAPAROUND_NATIONAL_READ_TIMEOUT | seconds a national service may stay silent mid-reply | 10 |
+| WRAPAROUND_NATIONAL_CALL_TIMEOUT | ceiling in seconds for one whole national call | 15 |
+| WRAPAROUND_NATIONAL_USERNAME | WS-Security UsernameToken sent to national services | none |
+| WRAPAROUND_NATIONAL_PASSWORD | its password (PasswordText) | none |
+| WRAPAROUND_LA_ODS_CODE | ODS code of the local authority the gateway serves (CP-IS uploads, queries) | LA926 |
+| WRAPAROUND_LA_NAME | its name | Local authority children's services |
+| WRAPAROUND_LA_OFFICE_PHONE | its office-hours children's services number | 01632 960100 |
+| WRAPAROUND_LA_EMERGENCY_PHONE | its emergency duty team number | 01632 960199 |
+| WRAPAROUND_CPIS_INBOUND_USERNAME | UsernameToken that inbound CP-IS notifications must carry | none (not checked) |
+| WRAPAROUND_CPIS_INBOUND_PASSWORD | the password they must carry with it | none (not checked) |
+| WRAPAROUND_CPIS_INBOUND_CERT | PEM certificate inbound CP-IS notifications must be signed with | none |
+| WRAPAROUND_CPIS_INBOUND_REQUIRE_SIGNATURE | refuse unsigned inbound notifications (true/false) | true in production, else false |
 | WRAPAROUND_RATE_LIMIT_PER_MINUTE | requests per client per minute per process (0: off) | 6000 |
 """
 from __future__ import annotations
@@ -53,6 +68,24 @@ class Settings:
     search_cache_seconds: int = 3600
     national_url: str = "http://127.0.0.1:8090"
     rate_limit_per_minute: int = 6000
+    # National services: per-service endpoints (None: derived from national_url) and timeouts.
+    pds_url: str | None = None
+    cpis_url: str | None = None
+    national_connect_timeout: float = 3.05
+    national_read_timeout: float = 10.0
+    national_call_timeout: float = 15.0
+    national_username: str | None = None
+    national_password: str | None = None
+    # The local authority the gateway serves, as CP-IS knows it.
+    la_ods_code: str = "LA926"
+    la_name: str = "Local authority children's services"
+    la_office_phone: str = "01632 960100"
+    la_emergency_phone: str = "01632 960199"
+    # Inbound CP-IS notifications: the WS-Security they must carry.
+    cpis_inbound_username: str | None = None
+    cpis_inbound_password: str | None = None
+    cpis_inbound_cert: Path | None = None
+    cpis_inbound_require_signature: bool | None = None  # None: required in production only
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with the given fields changed."""
@@ -62,6 +95,23 @@ class Settings:
     def is_production(self) -> bool:
         """Return True in the production environment."""
         return self.env == "production"
+
+    @property
+    def pds_address(self) -> str:
+        """Return the PDS SOAP endpoint: the override, else under the national base URL."""
+        return self.pds_url or f"{self.national_url.rstrip('/')}/spine/pds"
+
+    @property
+    def cpis_address(self) -> str:
+        """Return the CP-IS SOAP endpoint: the override, else under the national base URL."""
+        return self.cpis_url or f"{self.national_url.rstrip('/')}/spine/cpis"
+
+    @property
+    def cpis_inbound_signature_required(self) -> bool:
+        """Return True when inbound CP-IS notifications must be signed."""
+        if self.cpis_inbound_require_signature is None:
+            return self.is_production
+        return self.cpis_inbound_require_signature
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -75,6 +125,30 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) 
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number") from exc
+    if not value > 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str) -> bool | None:
+    raw = (environ.get(name) or "").strip().lower()
+    if raw == "":
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +177,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         search_cache_seconds=_int(env_map, "WRAPAROUND_SEARCH_CACHE_SECONDS", 3600, minimum=1),
         national_url=env_map.get("WRAPAROUND_NATIONAL_URL", "http://127.0.0.1:8090").rstrip("/"),
         rate_limit_per_minute=_int(env_map, "WRAPAROUND_RATE_LIMIT_PER_MINUTE", 6000),
+        pds_url=(env_map.get("WRAPAROUND_PDS_URL") or None),
+        cpis_url=(env_map.get("WRAPAROUND_CPIS_URL") or None),
+        national_connect_timeout=_float(env_map, "WRAPAROUND_NATIONAL_CONNECT_TIMEOUT", 3.05),
+        national_read_timeout=_float(env_map, "WRAPAROUND_NATIONAL_READ_TIMEOUT", 10.0),
+        national_call_timeout=_float(env_map, "WRAPAROUND_NATIONAL_CALL_TIMEOUT", 15.0),
+        national_username=(env_map.get("WRAPAROUND_NATIONAL_USERNAME") or None),
+        national_password=(env_map.get("WRAPAROUND_NATIONAL_PASSWORD") or None),
+        la_ods_code=env_map.get("WRAPAROUND_LA_ODS_CODE", "LA926"),
+        la_name=env_map.get("WRAPAROUND_LA_NAME", "Local authority children's services"),
+        la_office_phone=env_map.get("WRAPAROUND_LA_OFFICE_PHONE", "01632 960100"),
+        la_emergency_phone=env_map.get("WRAPAROUND_LA_EMERGENCY_PHONE", "01632 960199"),
+        cpis_inbound_username=(env_map.get("WRAPAROUND_CPIS_INBOUND_USERNAME") or None),
+        cpis_inbound_password=(env_map.get("WRAPAROUND_CPIS_INBOUND_PASSWORD") or None),
+        cpis_inbound_cert=(Path(env_map["WRAPAROUND_CPIS_INBOUND_CERT"])
+                           if env_map.get("WRAPAROUND_CPIS_INBOUND_CERT") else None),
+        cpis_inbound_require_signature=_bool(env_map, "WRAPAROUND_CPIS_INBOUND_REQUIRE_SIGNATURE"),
     )
     check_settings(settings)
     return settings
@@ -118,3 +208,16 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError("DEBUG logging is refused in production: it can write personal data")
     if not settings.database_url:
         raise ConfigError("WRAPAROUND_DATABASE_URL is empty")
+    for url, name in ((settings.pds_address, "WRAPAROUND_PDS_URL"),
+                      (settings.cpis_address, "WRAPAROUND_CPIS_URL")):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{name} (or WRAPAROUND_NATIONAL_URL) must be an http(s) URL")
+    if max(settings.national_connect_timeout, settings.national_read_timeout) \
+            > settings.national_call_timeout:
+        raise ConfigError("WRAPAROUND_NATIONAL_CALL_TIMEOUT must be at least the connect and "
+                          "read timeouts")
+    if not all((settings.la_ods_code, settings.la_name, settings.la_office_phone,
+                settings.la_emergency_phone)):
+        raise ConfigError("the WRAPAROUND_LA_* settings must not be empty")
+    if settings.cpis_inbound_cert is not None and not settings.cpis_inbound_cert.is_file():
+        raise ConfigError("WRAPAROUND_CPIS_INBOUND_CERT must name a readable PEM file")

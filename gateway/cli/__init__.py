@@ -23,6 +23,10 @@ def _register() -> None:
 
     main.add_command(_clients.clients)
     main.add_command(_clients.dev_token)
+    from gateway.cli import seed as _seed
+
+    main.add_command(_seed.seed)
+    main.add_command(_seed.client_assertion)
     # --- command families added by later work go below this line ---
     from gateway.cli import mappings as _mappings
     main.add_command(_mappings.mappings)

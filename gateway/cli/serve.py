@@ -129,10 +129,13 @@ def demo(host: str, port: int, mocks_port: int, workers: int) -> None:
     if "mocks" in main.commands:
         mocks = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "mocks", "serve", "--host", "127.0.0.1",
-             "--port", str(mocks_port)], env=env)
+             "--port", str(mocks_port), "--cpis-callback-url",
+             f"http://{host}:{port}/inbound/cpis/notifications"], env=env)
         children.append(mocks)
-        if not _wait_http(f"http://127.0.0.1:{mocks_port}/healthz"):
+        if not _wait_http(f"http://127.0.0.1:{mocks_port}/health"):
             click.echo("the mock national services did not start", err=True)
+        else:
+            click.echo(f"Mock national services: http://127.0.0.1:{mocks_port}")
     if "seed" in main.commands:
         subprocess.run([sys.executable, "-m", "gateway.cli", "seed"], env=env, check=False)
     gateway = subprocess.Popen(
@@ -141,6 +144,8 @@ def demo(host: str, port: int, mocks_port: int, workers: int) -> None:
     children.append(gateway)
     if _wait_http(f"http://{host}:{port}/healthz"):
         click.echo(f"Wraparound gateway: http://{host}:{port}/fhir (Ctrl-C stops)")
+        click.echo("A token for trying it: TOKEN=$(.venv/bin/wraparound dev-token "
+                   "--agency social-care)")
 
     def _stop(*_: Any) -> None:
         for child in children:
