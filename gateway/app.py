@@ -83,9 +83,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(fhir_bp)
     app.register_blueprint(ingest_bp)
     app.register_blueprint(auth_bp)
-    from gateway import national
+    from gateway import identity, national
 
     national.init_app(app)
+    identity.init_app(app)
     _register_health(app)
     _register_errors(app)
     _register_request_log(app)
