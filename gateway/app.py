@@ -1,7 +1,10 @@
 """The application factory."""
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import queue
 import time
 import uuid
 from typing import Any
@@ -37,9 +40,27 @@ from gateway.store import (
 log = logging.getLogger("wraparound")
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure_logging(level: str) -> None:
-    """Configure process logging; third-party loggers that can print payloads stay quiet."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    """Configure process logging: writes happen on a background thread, off the request path.
+
+    Third-party loggers that can print payloads stay quiet.
+    """
+    global _listener
+    if _listener is None:
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        _listener = logging.handlers.QueueListener(records, stream)
+        _listener.start()
+        atexit.register(_listener.stop)
+        root = logging.getLogger()
+        # Replace plain console handlers only; capture handlers (e.g. a test runner's) stay.
+        root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler]
+        root.addHandler(logging.handlers.QueueHandler(records))
+    logging.getLogger().setLevel(level)
     # zeep logs whole SOAP envelopes at DEBUG and SQLAlchemy logs statements with their
     # parameters at INFO: both would put children's personal data in the logs.
     for noisy in ("zeep", "zeep.transports", "urllib3", "sqlalchemy", "alembic"):

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,9 @@ def _pg_admin_url() -> sa.URL:
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """Create this worker's PostgreSQL test database, migrated, and return its URL."""
-    name = f"wraparound_test_{_worker()}"
+    # Unique per test run as well as per worker: concurrent runs on one server never collide.
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "") or uuid.uuid4().hex
+    name = f"wraparound_test_{run[:10]}_{_worker()}"
     try:
         admin = sa.create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -37,23 +38,28 @@ def ingest(source: str, file: Path, dry_run: bool, content_type: str | None, qui
     from gateway.security.context import Caller, acting_as
 
     audit_token = begin_audit(AuditContext("ingest", description=f"cli ingest {source}"))
-    with acting_as(Caller.internal(services.ingest.agency_for(source))), file.open("rb") as stream:
-        if quiet or not os.isatty(2):
-            report = services.ingest.run(source, stream, ctype, dry_run=dry_run)
-        else:
-            with click.progressbar(length=size, label=f"{source}", file=click.get_text_stream(
-                    "stderr")) as bar:
-                last = [0]
-
-                def advance(_: int) -> None:
-                    pos = stream.tell()
-                    bar.update(pos - last[0])
-                    last[0] = pos
-
+    try:
+        with acting_as(Caller.internal(services.ingest.agency_for(source))), \
+                file.open("rb") as stream:
+            if quiet or not os.isatty(2):
                 report = services.ingest.run(source, stream, ctype, dry_run=dry_run,
-                                             progress=advance)
-    end_audit(audit_token)
-    services.audit.flush()
+                                             collect=False)
+            else:
+                # sys.stderr: click.get_text_stream is deprecated (a warning) in Click 8.2+
+                with click.progressbar(length=size, label=f"{source}", file=sys.stderr) as bar:
+                    last = [0]
+
+                    def advance(_: int) -> None:
+                        pos = stream.tell()
+                        bar.update(pos - last[0])
+                        last[0] = pos
+
+                    report = services.ingest.run(source, stream, ctype, dry_run=dry_run,
+                                                 progress=advance, collect=False)
+    finally:
+        end_audit(audit_token)
+        services.audit.flush()
+        services.store.dispose()
     outcome = report_outcome(report)
     for issue in outcome["issue"]:
         click.echo(f"{issue['severity']}: {issue.get('diagnostics', '')}"

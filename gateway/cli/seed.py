@@ -69,6 +69,7 @@ def seed(samples: bool) -> None:
                                    description=f"demo client of the {agency} agency")
         click.echo(f"registered {client_id} (private key {key_dir / (client_id + '.pem')})")
     if not samples:
+        services.store.dispose()
         return
     for source in services.ingest.sources():
         sample = next((FIXTURES / source).glob("sample.*"), None)
@@ -84,6 +85,10 @@ def seed(samples: bool) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
         click.echo(f"ingested {source}: {counts}")
     services.audit.flush()
+    from gateway.store.migrate import refresh_statistics
+
+    refresh_statistics(services.store.engine)
+    services.store.dispose()
 
 
 @click.command("client-assertion")

@@ -56,10 +56,12 @@ def run_wsgi(loader: Callable[[], Any], options: dict[str, Any]) -> None:
 def run_gunicorn(host: str, port: int, workers: int, *, threads: int = 4) -> None:
     """Migrate the schema once, then serve the gateway with gunicorn."""
     from gateway.store import make_engine, upgrade
+    from gateway.store.migrate import refresh_statistics
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    refresh_statistics(engine)
     engine.dispose()
     run_wsgi(_load_gateway, gunicorn_options(host, port, workers, threads))
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from gateway.errors import Forbidden, Issue
+from gateway.errors import Forbidden, GatewayError, Issue
 from gateway.fhir.service import FhirService, WriteResult
 from gateway.security.context import current_caller
 from gateway.security.policy import Policy
@@ -45,6 +45,7 @@ class IngestReport:
     counts: Counter[str] = field(default_factory=Counter)
     outcomes: list[RecordOutcome] = field(default_factory=list)
     stream_error: Issue | None = None
+    collect: bool = True  # False: keep only rejected outcomes, so memory stays flat
 
     @property
     def rejected(self) -> int:
@@ -52,9 +53,10 @@ class IngestReport:
         return self.counts["rejected"] + (1 if self.stream_error else 0)
 
     def add(self, outcome: RecordOutcome) -> None:
-        """Count one record outcome and keep it."""
+        """Count one record outcome and keep it (only a rejected one unless collecting)."""
         self.counts[outcome.status] += 1
-        self.outcomes.append(outcome)
+        if self.collect or outcome.status == "rejected":
+            self.outcomes.append(outcome)
 
 
 def _mapping_issues(exc: MappingError) -> list[Issue]:
@@ -81,11 +83,32 @@ class IngestService:
                 return name
         return source
 
-    def check_caller(self, source: str) -> None:
-        """Raise unless the current caller may ingest this source."""
+    def check_caller(self, source: str, *, storing: bool = False) -> None:
+        """Raise unless the current caller may ingest this source (and, storing, write its types).
+
+        Checking the write permissions up front answers a token without them with one 403
+        instead of rejecting every record as it is stored.
+        """
         caller = current_caller()
-        if not caller.system and source not in self.policy.agency(caller.agency).sources:
+        if caller.system:
+            return
+        agency = self.policy.agency(caller.agency)
+        if source not in agency.sources:
             raise Forbidden(f"the {caller.agency} agency may not ingest {source} exports")
+        if not storing:
+            return
+        for res_type in self.resource_types(source):
+            for interaction in ("create", "update"):
+                self.policy.require_scope(caller, res_type, interaction)
+            if res_type not in agency.write:
+                raise Forbidden(f"the {caller.agency} agency may not write {res_type}, which "
+                                f"{source} exports produce")
+
+    def resource_types(self, source: str) -> list[str]:
+        """Return the resource types a source's records map to (Provenance included)."""
+        types = {template.resource_type for record_type in self.mappings.record_types(source)
+                 for template in self.mappings.mapping(source, record_type).resources}
+        return sorted(types | {"Provenance"})
 
     def sources(self) -> list[str]:
         """Return the source systems that can be ingested."""
@@ -108,10 +131,15 @@ class IngestService:
                              mapped.resources)
 
     def run(self, source: str, stream: BinaryIO, content_type: str | None, *,
-            dry_run: bool = False, progress: Callable[[int], None] | None = None) -> IngestReport:
-        """Ingest every record of an export and return the report."""
-        self.check_caller(source)
-        report = IngestReport(source, dry_run)
+            dry_run: bool = False, progress: Callable[[int], None] | None = None,
+            collect: bool = True) -> IngestReport:
+        """Ingest every record of an export and return the report.
+
+        With `collect=False` the report keeps the counts and the rejected records only (no
+        per-record outcomes or dry-run resources), so memory stays flat for exports of any size.
+        """
+        self.check_caller(source, storing=not dry_run)
+        report = IngestReport(source, dry_run, collect=collect)
         pending: list[RecordOutcome] = []
         try:
             for outcome in self._mapped(source, stream, content_type):
@@ -157,6 +185,9 @@ class IngestService:
     def _store_alone(self, outcome: RecordOutcome) -> RecordOutcome:
         try:
             return self.fhir._store_write(lambda tx: self._store_record(tx, outcome))  # type: ignore[no-any-return]  # noqa: SLF001
+        except GatewayError as exc:  # a refusal (policy, conflict) rejects this record only
+            return RecordOutcome(outcome.location, "rejected", outcome.record_id, [Issue(
+                "error", exc.code, f"{outcome.location}: could not be stored ({exc.message})")])
         except Exception as exc:  # a database refusal rejects this record only
             return RecordOutcome(outcome.location, "rejected", outcome.record_id, [Issue(
                 "error", "exception", f"{outcome.location}: could not be stored "

@@ -36,7 +36,8 @@ def ingest(source: str) -> Response:
             "application/xml")
     dry_run = request.args.get("dry-run", "false").lower() in ("true", "1", "yes")
     try:
-        report = service.run(source, request.stream, request.content_type, dry_run=dry_run)
+        report = service.run(source, request.stream, request.content_type, dry_run=dry_run,
+                             collect=dry_run)
     except MappingsError as exc:
         raise UnsupportedMediaType(str(exc)) from exc
     outcome = report_outcome(report)
@@ -45,10 +46,14 @@ def ingest(source: str) -> Response:
         or report.counts["valid"]) else 200)
     if not dry_run:
         return fhir_response(outcome, status)
-    entries: list[dict[str, Any]] = [
-        {"fullUrl": f"urn:wraparound:{r['resourceType']}/{r['id']}", "resource": r}
-        for o in report.outcomes if o.status == "valid" for r in o.resources
-    ]
+    # Records share resources (a team, a worker, a school): one entry per resource, as stored
+    # (the last record's version wins), since a Bundle's fullUrls must be unique (bdl-7).
+    by_url: dict[str, dict[str, Any]] = {}
+    for o in report.outcomes:
+        if o.status == "valid":
+            for r in o.resources:
+                by_url[f"urn:wraparound:{r['resourceType']}/{r['id']}"] = r
+    entries: list[dict[str, Any]] = [{"fullUrl": url, "resource": r} for url, r in by_url.items()]
     entries.append({"resource": outcome})
     return fhir_response({"resourceType": "Bundle", "type": "collection", "entry": entries},
                          status)

@@ -1,8 +1,37 @@
-"""FHIR façades for the national services (/national/...) and the inbound SOAP endpoints."""
+"""FHIR façades for the national services (/national/...) and the inbound SOAP endpoints.
+
+- `/national/pds` — read by NHS number, search by demographics, `Patient/$verify`, answering
+  UK Core Patients from the health-spine-like PDS;
+- `/national/cpis` — the CP-IS query as Flag -> CarePlan -> CareTeam, the access history as
+  AuditEvents, and the local authority's `$upload`;
+- `/inbound/cpis/notifications` — CP-IS access-to-service notifications, verified by their own
+  WS-Security, stored as AuditEvent + Communication and acknowledged.
+
+Each base has its own CapabilityStatement at `<base>/metadata`.
+"""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+
+from gateway.national.registry import EXTENSION, NationalServices, build_national, get_national
+
+
+def _fhir_base() -> str:
+    from gateway.services import get_services
+
+    configured = get_services().settings.base_url
+    root = configured.rstrip("/") if configured else request.host_url.rstrip("/")
+    return f"{root}/fhir"
 
 
 def init_app(app: Flask) -> None:
     """Register the national façades and inbound endpoints on the app."""
+    from gateway.national.views import bp, inbound_bp
+
+    app.extensions[EXTENSION] = build_national(app.extensions["wraparound"],
+                                               fhir_base=_fhir_base)
+    app.register_blueprint(bp)
+    app.register_blueprint(inbound_bp)
+
+
+__all__ = ["NationalServices", "get_national", "init_app"]

@@ -44,6 +44,7 @@ class AgencyPolicy:
     write: frozenset[str]
     break_glass: bool = False
     sources: frozenset[str] = field(default_factory=frozenset)
+    national: frozenset[str] = field(default_factory=frozenset)
 
     def read_rules(self, res_type: str) -> tuple[tuple[Any, ...], ...] | None:
         """Return the rules admitting resources of a type, or None when none are readable."""
@@ -110,6 +111,7 @@ class Policy:
                 write=frozenset(spec.get("write") or ()) - NEVER_WRITABLE,
                 break_glass=bool(spec.get("break_glass", False)),
                 sources=frozenset(spec.get("sources") or ()),
+                national=frozenset(spec.get("national") or ()),
             )
         return cls(agencies)
 
@@ -138,6 +140,11 @@ class Policy:
             return
         if not allows(caller.scopes, res_type, ACTIONS[interaction]):
             raise Forbidden(f"the token's scopes do not permit {interaction} on {res_type}")
+
+    # -- national services ------------------------------------------------------------------
+    def may_call_national(self, caller: Caller, service: str) -> bool:
+        """Return True when the caller's agency may call a national service (pds, cpis, ...)."""
+        return caller.system or service in self.agency(caller.agency).national
 
     # -- reads ------------------------------------------------------------------------------
     def access_filter(self, caller: Caller, res_type: str) -> AccessFilter | None:
@@ -183,6 +190,9 @@ class Policy:
         """Return what the caller may see of stored JSON: as is, redacted, or None (hidden)."""
         if caller.system:
             return content
+        if systems.CONFIDENTIALITY not in content and self.agency(caller.agency).read_rules(
+                res_type) == (("all",),):
+            return content  # no label to honour and the agency reads every one: no parse
         resource = orjson.loads(content)
         if not self.may_read(caller, res_type, resource):
             return None
@@ -193,7 +203,7 @@ class Policy:
 
     def broke_glass(self, caller: Caller, res_type: str, content: str) -> bool:
         """Return True when this resource is visible in full only because the glass was broken."""
-        if caller.system or not self._glass(caller):
+        if caller.system or not self._glass(caller) or systems.CONFIDENTIALITY not in content:
             return False
         resource = orjson.loads(content)
         return is_restricted(resource) and owner_of(resource) != caller.agency

@@ -39,3 +39,14 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision() -> str | None:
     """Return the latest revision shipped."""
     return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """Refresh the query planner's statistics (after bulk loads and at server start)."""
+    with engine.connect().execution_options(wraparound_write=True) as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+            conn.exec_driver_sql("ANALYZE")
+        else:
+            conn.execute(text("ANALYZE"))
+        conn.commit()

@@ -19,6 +19,8 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+NORM_TEXT = String(512).with_variant(String(512, collation="C"), "postgresql")
+
 TYPE_LEN = 64
 ID_LEN = 64
 TS_LEN = 26
@@ -67,7 +69,8 @@ idx_string = Table(
     Column("res_type", String(TYPE_LEN), nullable=False),
     Column("res_id", String(ID_LEN), nullable=False),
     Column("param", String(64), nullable=False),
-    Column("value_norm", String(512), nullable=False),
+    # Binary collation: prefix search is a range scan, and ordering is by code point everywhere.
+    Column("value_norm", NORM_TEXT, nullable=False),
     Column("value", String(512), nullable=False),
     Index("ix_string_lookup", "res_type", "param", "value_norm"),
     Index("ix_string_owner", "res_type", "res_id"),
@@ -165,6 +168,89 @@ signing_keys = Table(
     Column("created", String(TS_LEN), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("retired", String(TS_LEN), nullable=True),
+)
+
+# -- identity: golden records across agencies ----------------------------------------------------
+# One row per source Patient: the golden Patient it belongs to, how sure the link is (match grade,
+# score, the rule that decided, who decided) and the matching features, so matching never re-reads
+# the Patient.
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("source_id", String(ID_LEN), primary_key=True),
+    Column("source", String(128), nullable=False),
+    Column("golden_id", String(ID_LEN), nullable=False),
+    Column("grade", String(16), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("decider", String(160), nullable=False),
+    Column("features", Text, nullable=False),
+    Column("digest", String(32), nullable=False),
+    Column("updated", String(TS_LEN), nullable=False),
+    Index("ix_identity_links_golden", "golden_id"),
+)
+
+# Blocking keys: a record is compared only with records sharing a key (sub-linear candidate search).
+identity_blocks = Table(
+    "identity_blocks",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("source_id", String(ID_LEN), primary_key=True),
+    Index("ix_identity_blocks_source", "source_id"),
+)
+
+# A person's decisions about two source Patients (link or keep-apart); they outlive rebuilds.
+identity_decisions = Table(
+    "identity_decisions",
+    metadata,
+    Column("left_id", String(ID_LEN), primary_key=True),
+    Column("right_id", String(ID_LEN), primary_key=True),
+    Column("decision", String(16), nullable=False),
+    Column("decider", String(160), nullable=False),
+    Column("reason", String(512), nullable=True),
+    Column("decided", String(TS_LEN), nullable=False),
+    Index("ix_identity_decisions_right", "right_id"),
+)
+
+# Possible matches waiting for a person, and what was decided about them.
+identity_reviews = Table(
+    "identity_reviews",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source_id", String(ID_LEN), nullable=False),
+    Column("candidate_id", String(ID_LEN), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("levels", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created", String(TS_LEN), nullable=False),
+    Column("decided", String(TS_LEN), nullable=True),
+    Column("decider", String(160), nullable=True),
+    Column("reason", String(512), nullable=True),
+    Index("ix_identity_reviews_status", "status", "created"),
+    Index("ix_identity_reviews_pair", "source_id", "candidate_id"),
+)
+
+# Every change to a link: who moved which source Patient from which golden Patient to which.
+identity_history = Table(
+    "identity_history",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("at", String(TS_LEN), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("source_id", String(ID_LEN), nullable=True),
+    Column("golden_id", String(ID_LEN), nullable=True),
+    Column("previous_golden", String(ID_LEN), nullable=True),
+    Column("grade", String(16), nullable=True),
+    Column("score", Float, nullable=True),
+    Column("rule", String(64), nullable=True),
+    Column("decider", String(160), nullable=False),
+    Column("reason", String(512), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Index("ix_identity_history_source", "source_id", "at"),
+    Index("ix_identity_history_golden", "golden_id", "at"),
+    Index("ix_identity_history_previous", "previous_golden", "at"),
 )
 
 INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference, idx_number, idx_uri)

@@ -274,7 +274,8 @@ class _SqlReadSession:
                     .scalar_subquery()
                 )
             orders.append(col.desc().nulls_last() if desc else col.asc().nulls_last())
-        orders.extend([res.last_updated.asc(), res.res_id.asc()])
+        # The primary key order: with an id IN (...) filter the planner walks the key directly.
+        orders.append(res.res_id.asc())
         return orders
 
     def _ids_where(self, table: Any, res_type: str, name: str,
@@ -308,9 +309,14 @@ class _SqlReadSession:
         if crit.kind == "string":
             if crit.modifier == "exact":
                 return c.value == value[:512]
-            norm = _escape_like(normalise_string(value))
-            pattern = f"%{norm}%" if crit.modifier == "contains" else f"{norm}%"
-            return c.value_norm.like(pattern, escape="\\")
+            norm = normalise_string(value)
+            if crit.modifier == "contains":
+                return c.value_norm.like(f"%{_escape_like(norm)}%", escape="\\")
+            if not norm:
+                return true()
+            # A prefix as a range, so the (binary-collated) index serves it on both databases.
+            upper = norm[:-1] + chr(ord(norm[-1]) + 1)
+            return and_(c.value_norm >= norm, c.value_norm < upper)
         if crit.kind == "token":
             system, code, system_given = value
             parts: list[ColumnElement[bool]] = []

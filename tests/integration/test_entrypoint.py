@@ -73,6 +73,6 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/cli.sqlite"
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"WRAPAROUND_DATABASE_URL": url})
     assert result.exit_code == 0, result.output
-    assert "schema at revision 0002" in result.output
+    assert "schema at revision 0003" in result.output
     again = CliRunner().invoke(main, ["db", "current"], env={"WRAPAROUND_DATABASE_URL": url})
-    assert again.output.strip() == "0002"
+    assert again.output.strip() == "0003"

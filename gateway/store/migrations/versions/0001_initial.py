@@ -56,7 +56,8 @@ def upgrade() -> None:
     op.create_index("ix_token_lookup", "idx_token", ["res_type", "param", "code", "system"])
     op.create_table(
         "idx_string", *_owner(),
-        sa.Column("value_norm", sa.String(512), nullable=False),
+        sa.Column("value_norm", sa.String(512).with_variant(sa.String(512, collation="C"),
+                                                            "postgresql"), nullable=False),
         sa.Column("value", sa.String(512), nullable=False),
     )
     op.create_index("ix_string_lookup", "idx_string", ["res_type", "param", "value_norm"])

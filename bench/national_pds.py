@@ -1,0 +1,367 @@
+"""A brokered PDS read through the gateway vs a raw SOAP POST of the same envelope, same run.
+
+    python -m bench.national_pds [--quick] [--rounds N] [--calls N] [--db sqlite|postgres|both]
+
+- **Mock**: the mock national server (`wraparound mocks serve`) in its own process on a free
+  loopback port; both sides talk to the same `/spine/pds` endpoint.
+- **Brokered** (FHIR in, SOAP out and back): `GET /national/pds/Patient/{nhs}` on the gateway,
+  served by gunicorn exactly as `wraparound serve` serves it (`bench.servers gateway`: gthread,
+  1 worker x 4 threads), with a development bearer token. The gateway checks the token, scopes
+  and policy, Modulus-11 checks the number, builds the ITK/HL7v3 envelope with the PDS connector
+  (zeep, WS-Addressing, WS-Security), posts it, parses and checks the reply, answers a UK Core
+  Patient and queues an AuditEvent.
+- **Raw** (the baseline): `requests.Session().post` of the envelope the gateway's connector sends
+  for the same NHS number (captured at the start of each round with the connector's own
+  transport, so the WS-Security timestamp is current), with the same headers, followed by an lxml
+  parse of the reply (`lxml.etree.fromstring` with entities, DTDs and network access off).
+- **Load**: one client, sequential calls on keep-alive connections (the same HTTP library for
+  both sides); a warm-up, then rounds alternating the order (ABBA). Every answer is checked
+  (brokered: 200 and the Patient asked for; raw: 200 and SMSP-0000); any error fails the run.
+- **Reported**: median latency of each, `ratio` = brokered/raw (target <= 1.3), the range of
+  per-round ratios, p95 latency, and CPU milliseconds per call: the gateway's gunicorn processes
+  for a brokered call, the benchmark process (requests + lxml) for a raw call.
+
+Results are printed and written to `bench/results/national_pds.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import requests
+from lxml import etree
+
+from bench.common import (
+    DEFAULT_POSTGRES_URL,
+    ROOT,
+    BenchError,
+    PostgresScratch,
+    ServerProcess,
+    free_port,
+    machine_info,
+    process_tree_cpu,
+    write_results,
+)
+
+NAME = "national_pds"
+TARGET = 1.3
+AGENCY, SCOPES = "social-care", ("system/Patient.r",)
+SERVER_ENV = {"WRAPAROUND_ENV": "development", "WRAPAROUND_LOG_LEVEL": "INFO",
+              "WRAPAROUND_RATE_LIMIT_PER_MINUTE": "0"}
+_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                        huge_tree=False)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How long and how hard to run."""
+
+    rounds: int = 6
+    calls: int = 300
+    warmup: int = 30
+    children: int = 50
+    workers: int = 1
+    threads: int = 4
+
+
+DEFAULT = Options()
+QUICK = Options(rounds=2, calls=60, warmup=10, children=20)
+
+
+# -- set-up -----------------------------------------------------------------------------------
+def seeded_children(count: int) -> list[str]:
+    """Return NHS numbers of seeded, unrestricted, current PDS records."""
+    data = json.loads((ROOT / "fixtures" / "national" / "pds.json").read_text(encoding="utf-8"))
+    numbers = [p["nhs_number"] for p in data["patients"]
+               if not p.get("sensitive") and not p.get("deceased_date")]
+    if len(numbers) < count:
+        raise BenchError("not enough seeded PDS children")
+    return numbers[:count]
+
+
+class MockProcess:
+    """The mock national server in its own process."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        """Start the mock and return its base URL once /health answers."""
+        self.port = free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "mocks", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    return url
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise BenchError("the mock national server did not start")
+
+    def cpu_seconds(self) -> float | None:
+        """Return the CPU time the mock has used so far."""
+        return process_tree_cpu(self.proc.pid) if self.proc is not None else None
+
+    def stop(self) -> None:
+        """Stop the mock."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def mint_token(database_url: str, env: dict[str, str]) -> str:
+    """Migrate the benchmark database and mint a development token on it."""
+    from gateway.config import load_settings
+    from gateway.security.tokens import TokenService
+    from gateway.store import make_engine, upgrade
+
+    settings = load_settings(env)
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        return TokenService(engine, settings).dev_token(AGENCY, list(SCOPES))
+    finally:
+        engine.dispose()
+
+
+def capture_envelopes(pds_url: str, numbers: list[str]) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """Return, per NHS number, the envelope and headers the gateway's PDS connector sends."""
+    from connectors.pds import build_pds_client
+    from connectors.soap import HardenedTransport, SoapSettings
+
+    captured: dict[str, tuple[bytes, dict[str, str]]] = {}
+
+    class Recording(HardenedTransport):
+        """The connector's transport, keeping what it posts."""
+
+        last: tuple[bytes, dict[str, str]] | None = None
+
+        def post(self, address: str, message: bytes, headers: dict[str, str]) -> Any:
+            self.last = (message, dict(headers))
+            return super().post(address, message, headers)
+
+    settings = SoapSettings(address=pds_url)
+    transport = Recording(connect_timeout=settings.connect_timeout,
+                          read_timeout=settings.read_timeout,
+                          operation_timeout=settings.operation_timeout,
+                          max_response_bytes=settings.max_response_bytes)
+    client = build_pds_client(settings, transport=transport)
+    for number in numbers:
+        client.get_patient_details_by_nhs_number(number)
+        assert transport.last is not None
+        captured[number] = transport.last
+    return captured
+
+
+# -- one side ---------------------------------------------------------------------------------
+@dataclass
+class Side:
+    """Latencies (seconds) and CPU of one side, across rounds."""
+
+    latencies: list[float]
+    round_medians: list[float]
+    cpu_seconds: float = 0.0
+    calls: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """Return the side's figures in milliseconds."""
+        ordered = sorted(self.latencies)
+        return {
+            "calls": self.calls,
+            "median_ms": round(statistics.median(ordered) * 1000, 3),
+            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 3),
+            "round_medians_ms": [round(m * 1000, 3) for m in self.round_medians],
+            "cpu_ms_per_call": round(self.cpu_seconds * 1000 / max(self.calls, 1), 3),
+        }
+
+
+def brokered_call(session: requests.Session, url: str, number: str) -> None:
+    """One FHIR read through the gateway; raise BenchError unless it is the child asked for."""
+    resp = session.get(url + number, timeout=30)
+    if resp.status_code != 200 or resp.json().get("id") != number:
+        raise BenchError(f"brokered read answered {resp.status_code}")
+
+
+def raw_call(session: requests.Session, url: str, envelope: tuple[bytes, dict[str, str]]) -> None:
+    """One raw SOAP POST and an lxml parse; raise BenchError unless PDS answered SMSP-0000."""
+    resp = session.post(url, data=envelope[0], headers=envelope[1], timeout=30)
+    root = etree.fromstring(resp.content, _SAFE)
+    codes = root.xpath("//*[local-name()='value']/@code")
+    if resp.status_code != 200 or "SMSP-0000" not in codes:
+        raise BenchError(f"raw post answered {resp.status_code}")
+
+
+def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[str, Any]:
+    """Run the comparison with the gateway on one database."""
+    numbers = seeded_children(opts.children)
+    mock = MockProcess(tmp / f"mock-{db}.log")
+    mock_url = mock.start()
+    pds_url = f"{mock_url}/spine/pds"
+    env = {**os.environ, **SERVER_ENV, "WRAPAROUND_DATABASE_URL": url,
+           "WRAPAROUND_DATA_DIR": str(tmp / "data"), "WRAPAROUND_NATIONAL_URL": mock_url}
+    for key in ("WRAPAROUND_BASE_URL", "WRAPAROUND_PDS_URL"):
+        env.pop(key, None)
+    gateway = ServerProcess("gateway", ["--workers", str(opts.workers),
+                                        "--threads", str(opts.threads)],
+                            env, tmp / f"gateway-{db}.log")
+    try:
+        token = mint_token(url, env)
+        gateway.start()
+        read_url = f"http://127.0.0.1:{gateway.port}/national/pds/Patient/"
+        fhir = requests.Session()
+        fhir.headers.update({"Authorization": f"Bearer {token}",
+                             "Accept": "application/fhir+json"})
+        soap = requests.Session()
+        envelopes = capture_envelopes(pds_url, numbers)
+        for i in range(opts.warmup):
+            brokered_call(fhir, read_url, numbers[i % len(numbers)])
+            raw_call(soap, pds_url, envelopes[numbers[i % len(numbers)]])
+        brokered, raw = Side([], []), Side([], [])
+        ratios: list[float] = []
+        for round_no in range(opts.rounds):
+            envelopes = capture_envelopes(pds_url, numbers)  # fresh WS-Security timestamps
+            order = ("brokered", "raw") if round_no % 4 in (0, 3) else ("raw", "brokered")
+            medians: dict[str, float] = {}
+            for name in order:
+                side = brokered if name == "brokered" else raw
+                lat: list[float] = []
+                cpu0 = gateway.cpu_seconds() if name == "brokered" else time.process_time()
+                for i in range(opts.calls):
+                    number = numbers[i % len(numbers)]
+                    start = time.perf_counter()
+                    if name == "brokered":
+                        brokered_call(fhir, read_url, number)
+                    else:
+                        raw_call(soap, pds_url, envelopes[number])
+                    lat.append(time.perf_counter() - start)
+                cpu1 = gateway.cpu_seconds() if name == "brokered" else time.process_time()
+                if cpu0 is not None and cpu1 is not None:
+                    side.cpu_seconds += cpu1 - cpu0
+                side.latencies.extend(lat)
+                side.calls += len(lat)
+                medians[name] = statistics.median(lat)
+                side.round_medians.append(medians[name])
+            ratios.append(medians["brokered"] / medians["raw"])
+            log(f"[{db}] round {round_no + 1}/{opts.rounds}: brokered "
+                f"{medians['brokered'] * 1000:.2f} ms, raw {medians['raw'] * 1000:.2f} ms, "
+                f"ratio {ratios[-1]:.2f}")
+        b, r = brokered.summary(), raw.summary()
+        ratio = b["median_ms"] / r["median_ms"]
+        return {
+            "brokered": b, "raw": r,
+            "ratio": round(ratio, 3), "round_ratios": [round(x, 3) for x in ratios],
+            "cpu_ratio": round(b["cpu_ms_per_call"] / r["cpu_ms_per_call"], 2)
+            if r["cpu_ms_per_call"] else None,
+            "target": TARGET, "meets_target": ratio <= TARGET, "failed": False,
+        }
+    finally:
+        gateway.stop()
+        mock.stop()
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """Print the results."""
+    print(f"\n{'db':<9}{'brokered ms':>12}{'raw ms':>9}{'ratio':>8}{'rounds':>16}"
+          f"{'p95 b/r ms':>16}{'cpu ms b/r':>14}")
+    for db, data in results["databases"].items():
+        if "error" in data:
+            print(f"{db:<9} error: {data['error']}")
+            continue
+        b, r = data["brokered"], data["raw"]
+        rounds = f"{min(data['round_ratios']):.2f}-{max(data['round_ratios']):.2f}"
+        print(f"{db:<9}{b['median_ms']:>12.2f}{r['median_ms']:>9.2f}{data['ratio']:>8.2f}"
+              f"{rounds:>16}{b['p95_ms']:>8.2f}/{r['p95_ms']:<7.2f}"
+              f"{b['cpu_ms_per_call']:>7.2f}/{r['cpu_ms_per_call']:<6.2f}")
+    print(f"target: brokered/raw median latency <= {TARGET}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.national_pds", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short smoke-test run")
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="sqlite",
+                        help="the gateway's database (it stores the audit trail; default sqlite)")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--calls", type=int, help="calls per side per round")
+    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--postgres-url", default=None,
+                        help=f"admin URL (default WRAPAROUND_BENCH_POSTGRES_URL or "
+                             f"{DEFAULT_POSTGRES_URL})")
+    parser.add_argument("--postgres-db", default="wraparound_bench_national")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return 0, or 1 when a run failed."""
+    args = parse_args(argv)
+    opts = QUICK if args.quick else DEFAULT
+    opts = replace(opts, **{k: getattr(args, k) for k in ("rounds", "calls", "warmup",
+                                                          "workers", "threads")
+                            if getattr(args, k) is not None})
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    started = time.monotonic()
+    results: dict[str, Any] = {"benchmark": NAME, "machine": machine_info(),
+                               "options": asdict(opts), "quick": args.quick,
+                               "server": "gunicorn (gateway.cli.serve options), gthread",
+                               "databases": {}}
+    failed = False
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    with tempfile.TemporaryDirectory(prefix="wraparound-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        for db in dbs:
+            try:
+                if db == "sqlite":
+                    results["databases"][db] = run_database(
+                        db, f"sqlite:///{tmp / 'bench.sqlite'}", opts, tmp, log)
+                    continue
+                admin = (args.postgres_url or os.environ.get("WRAPAROUND_BENCH_POSTGRES_URL")
+                         or DEFAULT_POSTGRES_URL)
+                scratch = PostgresScratch(admin, args.postgres_db)
+                try:
+                    results["databases"][db] = run_database(db, scratch.create(), opts, tmp, log)
+                finally:
+                    scratch.drop()
+            except Exception as exc:  # noqa: BLE001 - report it; the other database still runs
+                failed = True
+                log(f"[{db}] benchmark could not run: {type(exc).__name__}: {exc}")
+                results["databases"][db] = {"error": f"{type(exc).__name__}: {exc}"}
+    results["seconds"] = round(time.monotonic() - started, 1)
+    print_table(results)
+    path = write_results(NAME, results)
+    print(f"\nresults: {path} ({results['seconds']:.0f}s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The servers a benchmark compares, each run as its own process under the same gunicorn settings.
+
+    python -m bench.servers gateway  --port P [--workers 2 --threads 4]
+    python -m bench.servers baseline --port P --fixture search.json [--workers 2 --threads 4]
+
+Both read the database from WRAPAROUND_DATABASE_URL and are served by
+`gateway.cli.serve.run_wsgi(loader, gunicorn_options(host, port, workers, threads))`, exactly as
+`wraparound serve` serves the gateway.
+
+The baseline is a bare Flask app with no FHIR logic: for each request it runs one SQLAlchemy Core
+query on an engine from `gateway.store.make_engine` and returns bytes.
+
+- `GET /fhir/Patient/<id>`: `SELECT content FROM resources WHERE res_type='Patient' AND
+  res_id=:id`, then returns the content column as the body (404 when no row).
+- `GET /fhir/Patient?<query>`: looks the query string up in the fixture (the response bytes the
+  gateway gave for that query, and the ids on its page, captured before the run), runs
+  `SELECT content FROM resources WHERE res_type='Patient' AND res_id IN (:ids of that page)`,
+  then returns the captured bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+HOST = "127.0.0.1"
+FHIR_JSON = "application/fhir+json"
+
+
+def gateway_loader() -> Any:
+    """Build the gateway exactly as `wraparound serve` does in each worker."""
+    from gateway.app import configure_logging, create_app
+    from gateway.config import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def baseline_app(database_url: str, fixture: dict[str, dict[str, Any]]) -> Any:
+    """Return the bare Flask baseline app (see the module docstring for what it does)."""
+    from flask import Flask, Response, request
+    from sqlalchemy import select
+
+    from gateway.store import make_engine
+    from gateway.store.schema import resources
+
+    engine = make_engine(database_url)
+    res = resources.c
+    app = Flask("baseline")
+
+    def _one(rid: str) -> str | None:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(res.content).where(res.res_type == "Patient", res.res_id == rid)
+            ).scalar_one_or_none()
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response(b'{"status":"ok"}', mimetype="application/json")
+
+    @app.get("/fhir/Patient/<rid>")
+    def read(rid: str) -> Response:
+        content = _one(rid)
+        if content is None:
+            return Response(b"{}", status=404, mimetype=FHIR_JSON)
+        return Response(content.encode("utf-8"), mimetype=FHIR_JSON)
+
+    @app.get("/fhir/Patient")
+    def search() -> Response:
+        entry = fixture.get(request.query_string.decode("latin-1"))
+        if entry is None:
+            return Response(b"{}", status=404, mimetype=FHIR_JSON)
+        with engine.connect() as conn:
+            conn.execute(
+                select(res.content).where(res.res_type == "Patient", res.res_id.in_(entry["ids"]))
+            ).all()
+        return Response(entry["body"], mimetype=FHIR_JSON)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the gateway or the baseline until SIGTERM."""
+    from gateway.cli.serve import gunicorn_options, run_wsgi
+
+    parser = argparse.ArgumentParser(prog="python -m bench.servers")
+    parser.add_argument("kind", choices=("gateway", "baseline"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--fixture", help="search fixture (JSON) for the baseline")
+    args = parser.parse_args(argv)
+    options = gunicorn_options(HOST, args.port, args.workers, args.threads)
+    if args.kind == "gateway":
+        run_wsgi(gateway_loader, options)
+        return
+    database_url = os.environ["WRAPAROUND_DATABASE_URL"]
+    fixture: dict[str, dict[str, Any]] = {}
+    if args.fixture:
+        with open(args.fixture, encoding="utf-8") as fh:
+            raw = json.load(fh)
+        fixture = {q: {"ids": e["ids"], "body": e["body"].encode("utf-8")} for q, e in raw.items()}
+    run_wsgi(lambda: baseline_app(database_url, fixture), options)
+
+
+if __name__ == "__main__":
+    main()
