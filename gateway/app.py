@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from gateway.fhir.validation import validate_resource
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     if current_revision(engine) != head_revision():
         upgrade(engine)
     registry = load_registry()

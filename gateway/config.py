@@ -31,6 +31,7 @@
 | WRAPAROUND_CPIS_INBOUND_PASSWORD | the password they must carry with it | none (not checked) |
 | WRAPAROUND_CPIS_INBOUND_CERT | PEM certificate inbound CP-IS notifications must be signed with | none |
 | WRAPAROUND_CPIS_INBOUND_REQUIRE_SIGNATURE | refuse unsigned inbound notifications (true/false) | true in production, else false |
+| WRAPAROUND_DB_POOL_SIZE | PostgreSQL connections kept per process (0: open one per unit of work) | 10 |
 | WRAPAROUND_RATE_LIMIT_PER_MINUTE | requests per client per minute per process (0: off) | 6000 |
 """
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Settings:
     search_cache_seconds: int = 3600
     national_url: str = "http://127.0.0.1:8090"
     rate_limit_per_minute: int = 6000
+    db_pool_size: int = 10
     # National services: per-service endpoints (None: derived from national_url) and timeouts.
     pds_url: str | None = None
     cpis_url: str | None = None
@@ -177,6 +179,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         search_cache_seconds=_int(env_map, "WRAPAROUND_SEARCH_CACHE_SECONDS", 3600, minimum=1),
         national_url=env_map.get("WRAPAROUND_NATIONAL_URL", "http://127.0.0.1:8090").rstrip("/"),
         rate_limit_per_minute=_int(env_map, "WRAPAROUND_RATE_LIMIT_PER_MINUTE", 6000),
+        db_pool_size=_int(env_map, "WRAPAROUND_DB_POOL_SIZE", 10),
         pds_url=(env_map.get("WRAPAROUND_PDS_URL") or None),
         cpis_url=(env_map.get("WRAPAROUND_CPIS_URL") or None),
         national_connect_timeout=_float(env_map, "WRAPAROUND_NATIONAL_CONNECT_TIMEOUT", 3.05),

@@ -140,7 +140,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Return test settings on the clean database."""
-    return Settings(env="test", data_dir=tmp_path, database_url=db_url)
+    # No idle pooled connections: nothing is left open when a test's app goes away.
+    return Settings(env="test", data_dir=tmp_path, database_url=db_url, db_pool_size=0)
 
 
 @pytest.fixture

@@ -74,8 +74,12 @@ class HardenedTransport(Transport):
         )
         try:
             response._content = self._read_bounded(response, deadline)
-        finally:
-            response.close()
+        except BaseException:
+            response.close()  # a broken or oversized reply: drop the connection
+            raise
+        # Read to the end: hand the connection back to the pool for the next call.
+        response._content_consumed = True
+        response.close()
         return response
 
     def _read_bounded(self, response: requests.Response, deadline: float) -> bytes:

@@ -90,8 +90,11 @@ def db_upgrade() -> None:
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
-    upgrade(engine)
-    click.echo(f"schema at revision {current_revision(engine)}")
+    try:
+        upgrade(engine)
+        click.echo(f"schema at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
 
 
 @db.command("current")
@@ -99,7 +102,11 @@ def db_current() -> None:
     """Print the schema revision of the configured database."""
     from gateway.store import current_revision, make_engine
 
-    click.echo(current_revision(make_engine(load_settings().database_url)) or "none")
+    engine = make_engine(load_settings().database_url)
+    try:
+        click.echo(current_revision(engine) or "none")
+    finally:
+        engine.dispose()
 
 
 def _wait_http(url: str, timeout: float = 30.0) -> bool:

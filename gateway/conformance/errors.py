@@ -9,7 +9,7 @@ TestScript feature) are never raised: they are results, reported per action.
 """
 from __future__ import annotations
 
-__all__ = ["ConformanceError", "SuiteInvalid", "SuiteNotFound"]
+__all__ = ["ConformanceError", "SuiteInvalid", "SuiteNotFound", "parse_position"]
 
 
 class ConformanceError(Exception):
@@ -22,3 +22,12 @@ class SuiteNotFound(ConformanceError):
 
 class SuiteInvalid(ConformanceError):
     """A suite file cannot be read, or is neither a TestScript nor a SOAP contract suite."""
+
+
+def parse_position(exc: Exception) -> str:
+    """Return where a JSON or YAML parse error is, as 'line N', for SuiteInvalid messages."""
+    line = getattr(exc, "lineno", None)
+    if isinstance(line, int):
+        return f"line {line}"
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}" if mark is not None else "position unknown"

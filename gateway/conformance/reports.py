@@ -161,10 +161,10 @@ def summary(results: Sequence[SuiteResult], *, with_progress: bool = True) -> st
         for script in suite.scripts:
             where = f"{suite.name} / {script.key}"
             for phase, actions in (("setup", script.setup), ("teardown", script.teardown)):
-                for a in actions:
-                    if a.result in ("fail", "error"):
-                        problems.append(f"{where} / {phase}\n    [{a.result}] {a.label}: "
-                                        f"{a.message}")
+                bad = [a for a in actions if a.result in ("fail", "error")]
+                if bad:
+                    problems.append(f"{where} / {phase}\n" + "\n".join(
+                        f"    [{a.result}] {a.label}: {a.message}" for a in bad))
             for test in script.tests:
                 bad = [a for a in test.actions if a.result in ("fail", "error")]
                 if bad:

@@ -48,6 +48,8 @@ class ActionResult:
 class TestResult:
     """The results of one test (a TestScript test, or one check of a SOAP contract suite)."""
 
+    __test__ = False  # named after FHIR, not a pytest test class
+
     name: str
     description: str = ""
     actions: list[ActionResult] = field(default_factory=list)

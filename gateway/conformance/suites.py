@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from gateway.conformance.errors import SuiteInvalid, SuiteNotFound
+from gateway.conformance.errors import SuiteInvalid, SuiteNotFound, parse_position
 
 __all__ = ["SHIPPED_DIR", "Suite", "resolve_suite", "shipped_suites"]
 
@@ -40,7 +40,7 @@ def _read(path: Path) -> Any:
     except OSError as exc:
         raise SuiteInvalid(f"cannot read {path}: {exc.strerror}") from exc
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SuiteInvalid(f"{path} does not parse") from exc
+        raise SuiteInvalid(f"{path} does not parse ({parse_position(exc)})") from exc
 
 
 def _kind_of(path: Path) -> tuple[SuiteKind, str]:

@@ -61,7 +61,7 @@ def estimate(records: Sequence[Labelled], model: MatchModel,
             out[level] = {"m": round(m, 6), "u": round(u, 8)}
         comparisons[name] = {"levels": out}
     prior = _log2_odds(max(n_same, 1) / max(n_same + n_other, 2))
-    thresholds = {
+    thresholds: dict[str, Any] = {
         key: round(_log2_odds(float(estimation[f"{key}_probability"])) - prior, 2)
         for key in ("certain", "probable", "possible")
     }
@@ -125,7 +125,7 @@ def render(data: dict[str, Any], estimation: dict[str, Any], blocking: dict[str,
     import yaml
 
     body = {"estimation": estimation, "blocking": blocking, **data}
-    return HEADER + yaml.safe_dump(body, sort_keys=False, width=100)
+    return HEADER + str(yaml.safe_dump(body, sort_keys=False, width=100))
 
 
 __all__ += ["HEADER", "labelled_fixtures", "render"]

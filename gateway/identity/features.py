@@ -92,8 +92,17 @@ class Features:
     @classmethod
     def from_json(cls, text: str) -> Features:
         """Return features stored by `to_json`."""
-        data = orjson.loads(text)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        data: dict[str, Any] = orjson.loads(text)
+
+        def items(key: str) -> tuple[str, ...]:
+            return tuple(data.get(key) or ())
+
+        return cls(source=str(data.get("source", "")), given=items("given"),
+                   middle=items("middle"), family=items("family"),
+                   birth_date=data.get("birth_date"), gender=data.get("gender"),
+                   postcodes=items("postcodes"), lines=items("lines"), nhs=items("nhs"),
+                   nhs_verified=items("nhs_verified"), upn=items("upn"),
+                   local_ids=items("local_ids"), restricted=bool(data.get("restricted")))
 
     def digest(self) -> str:
         """Return a short hash of the features: unchanged features need no new matching."""

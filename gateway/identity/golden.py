@@ -51,7 +51,7 @@ def _vote(values: Sequence[Any], ordered: Sequence[Member], pick: Any) -> Any:
         value = pick(member)
         if value in tied:
             return value
-    return sorted(tied)[0]
+    return min(tied)
 
 
 def _official(name: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +136,9 @@ def compose(golden_id: str, members: Sequence[Member]) -> dict[str, Any]:
         patient["birthDate"] = birth
     for m in ordered:
         if "deceasedDateTime" in m.resource or m.resource.get("deceasedBoolean") is True:
-            key = "deceasedDateTime" if "deceasedDateTime" in m.resource else "deceasedBoolean"
-            patient[key] = m.resource[key]
+            element = "deceasedDateTime" if "deceasedDateTime" in m.resource \
+                else "deceasedBoolean"
+            patient[element] = m.resource[element]
             break
     restricted = [label for m in members
                   for label in (m.resource.get("meta") or {}).get("security") or ()

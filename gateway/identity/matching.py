@@ -125,7 +125,7 @@ class MatchModel:
         odds = weight + self.prior_log2_odds
         if odds > 60:
             return 1.0
-        return 1.0 / (1.0 + 2.0 ** (-odds))
+        return float(1.0 / (1.0 + 2.0 ** (-odds)))
 
 
 def nickname_index(table: dict[str, list[str]]) -> dict[str, frozenset[str]]:

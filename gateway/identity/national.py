@@ -181,5 +181,12 @@ class NationalLookup:
         return NationalPart("cpis", flags)
 
 
-__all__ = ["CPIS_SOURCE", "NOT_CONNECTED", "NationalLookup", "NationalPart", "PDS_SOURCE",
-           "failure", "outcome"]
+__all__ = [
+    "CPIS_SOURCE",
+    "NOT_CONNECTED",
+    "PDS_SOURCE",
+    "NationalLookup",
+    "NationalPart",
+    "failure",
+    "outcome",
+]

@@ -88,11 +88,11 @@ class LinkageReport:
             out += [
                 f"against the truth: {t.records} records of {t.children} children"
                 + (f" ({t.missing} not stored)" if t.missing else ""),
-                f"  children with exactly one golden Patient: {t.children_with_one_golden} "
-                f"of {t.children}",
+                (f"  children with exactly one golden Patient: {t.children_with_one_golden} "
+                f"of {t.children}"),
                 f"  golden Patients mixing children: {t.goldens_mixing_children}",
-                f"  pairs: true {t.true_pairs}, linked {t.linked_pairs}, correct "
-                f"{t.correct_pairs}",
+                (f"  pairs: true {t.true_pairs}, linked {t.linked_pairs}, correct "
+                f"{t.correct_pairs}"),
                 f"  precision {t.precision:.4f}  recall {t.recall:.4f}",
             ]
         return out

@@ -30,8 +30,8 @@ from gateway.identity.blocking import blocking_keys
 from gateway.identity.features import Features, extract, is_golden
 from gateway.identity.golden import Member, compose, retired
 from gateway.identity.matching import GRADE_RANK, Comparison, MatchModel, compare
-from gateway.identity.report import LinkageReport, build_report
 from gateway.identity.national import NOT_CONNECTED, NationalLookup, NationalPart, outcome
+from gateway.identity.report import LinkageReport, build_report
 from gateway.security.audit import AuditContext, build_event, current_audit
 from gateway.security.context import Caller, acting_as, current_caller
 from gateway.store.base import StoredResource
@@ -162,6 +162,8 @@ class IdentityService:
         """Raise 403 unless the caller may read (or search) Patients; return the caller."""
         caller = current_caller()
         self.policy.require_scope(caller, "Patient", interaction)
+        if not caller.system and not self.policy.agency(caller.agency).read_rules("Patient"):
+            raise Forbidden(f"the {caller.agency} agency may not read Patients")
         return caller
 
     def require_steward(self) -> Caller:
@@ -179,10 +181,7 @@ class IdentityService:
             if taken is not None and gid in taken:
                 continue
             if not store.is_golden_id(tx, gid):
-                existing = tx.get("Patient", gid)
-                if existing is None or existing.content is None or is_golden(
-                        orjson.loads(existing.content)):
-                    return gid
+                return gid
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _refresh(self, tx: Any, golden_ids: Iterable[str],
@@ -196,7 +195,7 @@ class IdentityService:
                               s.last_updated) for s in stored if s.content]
             with as_gateway():
                 if members:
-                    self.fhir._update_in(tx, "Patient", gid, compose(gid, members), None)  # noqa: SLF001
+                    self.fhir._update_in(tx, "Patient", gid, compose(gid, members), None)
                 else:
                     self._retire(tx, gid, (successors or {}).get(gid))
 
@@ -208,16 +207,17 @@ class IdentityService:
         if not is_golden(body):
             return
         if successor:
-            self.fhir._update_in(tx, "Patient", golden_id,  # noqa: SLF001
+            self.fhir._update_in(tx, "Patient", golden_id,
                                  retired(golden_id, successor, body), None)
         else:
-            self.fhir._delete_in(tx, "Patient", golden_id, None)  # noqa: SLF001
+            self.fhir._delete_in(tx, "Patient", golden_id, None)
 
     def _move(self, tx: Any, link: store.Link, golden_id: str, *, action: str, decider: str,
-              grade: str, score: float, rule: str, reason: str | None = None) -> store.Link:
+              grade: str, score: float, rule: str, reason: str | None = None,
+              new: bool = False) -> store.Link:
         moved = replace(link, golden_id=golden_id, grade=grade, score=score, rule=rule,
                         decider=decider)
-        store.put_link(tx, moved)
+        store.put_link(tx, moved, new=new)
         store.record(tx, action, decider=decider, source_id=link.source_id, golden_id=golden_id,
                      previous_golden=link.golden_id if link.golden_id != golden_id else None,
                      grade=grade, score=score, rule=rule, reason=reason,
@@ -335,7 +335,7 @@ class IdentityService:
         if old != golden or current is None:
             self._move(tx, replace(link, golden_id=old or golden), golden,
                        action="link" if current is None else "move", decider=store.ALGORITHM,
-                       grade=grade, score=score, rule=rule)
+                       grade=grade, score=score, rule=rule, new=current is None)
         else:
             store.put_link(tx, replace(link, grade=grade, score=score, rule=rule))
         touched.add(golden)
@@ -362,7 +362,9 @@ class IdentityService:
                 if item:
                     reviews.append(item)
         self._refresh(tx, touched, successors)
-        self._supersede(tx, [pid])
+        if target is not None:
+            self._supersede(tx, [pid, *[m.source_id for m in store.members(tx, golden)]]
+                            if successors else [pid])
         return Resolution(pid, golden, grade, score, rule, True, tuple(reviews))
 
     def _forget_in(self, tx: Any, pid: str) -> None:
@@ -378,7 +380,7 @@ class IdentityService:
     def resolve(self, patient_id: str) -> Resolution | None:
         """Resolve one stored Patient in its own transaction (as the gateway)."""
         with as_gateway():
-            return self.fhir._store_write(  # type: ignore[no-any-return]  # noqa: SLF001
+            return self.fhir._store_write(  # type: ignore[no-any-return]
                 lambda tx: self.resolve_in(tx, {"resourceType": "Patient", "id": patient_id}))
 
     # -- rebuild ------------------------------------------------------------------------------
@@ -390,7 +392,7 @@ class IdentityService:
         across a person's keep-apart decision.
         """
         with as_gateway():
-            return self.fhir._store_write(self._rebuild_in)  # type: ignore[no-any-return]  # noqa: SLF001
+            return self.fhir._store_write(self._rebuild_in)  # type: ignore[no-any-return]
 
     def _rebuild_in(self, tx: Any) -> RebuildSummary:
         tx.lock(LOCK)
@@ -482,7 +484,7 @@ class IdentityService:
                 if previous is None or previous.golden_id != gid:
                     self._move(tx, replace(link, golden_id=previous.golden_id if previous
                                            else gid), gid, action="rebuild", decider=decider,
-                               grade=grade, score=score, rule=rule)
+                               grade=grade, score=score, rule=rule, new=previous is None)
                     summary.moved += 1
                     if previous is not None:
                         touched.add(previous.golden_id)
@@ -508,7 +510,7 @@ class IdentityService:
         for pid, link in old.items():
             if link.golden_id not in taken and pid in features:
                 former.setdefault(link.golden_id, Counter())[assigned[seed_of[pid]]] += 1
-        successors = {g: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        successors = {g: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
                       for g, c in former.items()}
         summary.retired = len([g for g in touched if g not in taken])
         self._refresh(tx, touched, successors)
@@ -535,11 +537,11 @@ class IdentityService:
             ranked = ranked[:count]
             return ranked, tx.fetch([("Patient", g) for g, _, _ in ranked])
 
-        ranked, stored = self.fhir._store_read(_run)  # noqa: SLF001
+        ranked, stored = self.fhir._store_read(_run)
         by_id = {s.res_id: s for s in stored}
         hits = []
         for gid, found, _ in ranked:
-            visible = self.fhir._visible(by_id.get(gid))  # noqa: SLF001
+            visible = self.fhir._visible(by_id.get(gid))
             if visible is not None and visible.content is not None:
                 hits.append(MatchHit(visible, found.grade, found.probability, found.rule))
         return hits
@@ -576,7 +578,7 @@ class IdentityService:
             patients = [patient_id] + store.member_ids(tx, [patient_id]).get(patient_id, [])
             return compartment(tx, patients)
 
-        found = self.fhir._store_read(_run)  # noqa: SLF001
+        found = self.fhir._store_read(_run)
         visible: list[StoredResource] = []
         for item in found:
             if item.res_type == "AuditEvent" or (wanted and item.res_type not in wanted):
@@ -758,7 +760,7 @@ class IdentityService:
             self._merge_in(tx, from_golden, into_golden, decider=decider, reason=reason,
                            action="merge")
 
-        self.fhir._store_write(_run)  # noqa: SLF001
+        self.fhir._store_write(_run)
 
     def split(self, source_id: str, reason: str | None = None) -> str:
         """Take a source Patient out of its golden Patient into a new one; return the new id."""
@@ -770,7 +772,7 @@ class IdentityService:
             link = self._link_of(tx, source_id)
             return self._split_in(tx, link, decider=decider, reason=reason, action="split")
 
-        return self.fhir._store_write(_run)  # type: ignore[no-any-return]  # noqa: SLF001
+        return self.fhir._store_write(_run)  # type: ignore[no-any-return]
 
     def review_queue(self, status: str | None, count: int,
                      offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -784,7 +786,7 @@ class IdentityService:
                                                                       r.candidate_id)])
             return [r.to_json(goldens) for r in items], total
 
-        return self.fhir._store_read(_run)  # type: ignore[no-any-return]  # noqa: SLF001
+        return self.fhir._store_read(_run)  # type: ignore[no-any-return]
 
     def decide(self, item_id: str, decision: str, reason: str | None = None) -> dict[str, Any]:
         """Apply a person's decision on a review item: link the two records or keep them apart."""
@@ -829,7 +831,7 @@ class IdentityService:
             assert decided is not None
             return decided.to_json(goldens)
 
-        return self.fhir._store_write(_run)  # type: ignore[no-any-return]  # noqa: SLF001
+        return self.fhir._store_write(_run)  # type: ignore[no-any-return]
 
     def links(self, patient_id: str) -> list[dict[str, Any]]:
         """Return the links of a golden Patient (or of the golden Patient of a source)."""
@@ -844,19 +846,19 @@ class IdentityService:
                 golden = own.golden_id
             return [link.to_json() for link in store.members(tx, golden)]
 
-        return self.fhir._store_read(_run)  # type: ignore[no-any-return]  # noqa: SLF001
+        return self.fhir._store_read(_run)  # type: ignore[no-any-return]
 
     def history(self, patient_id: str, count: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         """Return the link history of a source or golden Patient, newest first."""
         caller = current_caller()
         self.policy.require_scope(caller, "Patient", "read")
         self.fhir.read("Patient", patient_id)
-        return self.fhir._store_read(  # type: ignore[no-any-return]  # noqa: SLF001
+        return self.fhir._store_read(  # type: ignore[no-any-return]
             lambda tx: store.history(tx, patient_id, count, offset))
 
     def report(self, truth: dict[tuple[str, str], str] | None = None) -> LinkageReport:
         """Return the linkage quality report (precision and recall when a truth is given)."""
-        return self.fhir._store_read(  # type: ignore[no-any-return]  # noqa: SLF001
+        return self.fhir._store_read(  # type: ignore[no-any-return]
             lambda tx: build_report(tx, truth))
 
 
@@ -876,12 +878,12 @@ def compartment(tx: Any, patients: Sequence[str]) -> list[StoredResource]:
         for row in rows:
             inner[(row.res_type, row.res_id)] = None
     keys.update(inner)
-    sources = sorted({k for k in keys})
+    sources = sorted(keys)
     outer: dict[tuple[str, str], None] = {}
     for start in range(0, len(sources), 500):
-        chunk = sources[start:start + 500]
-        ids = [i for _, i in chunk]
-        wanted = set(chunk)
+        batch = sources[start:start + 500]
+        ids = [i for _, i in batch]
+        wanted = set(batch)
         rows = tx.conn.execute(select(r.res_type, r.res_id, r.target_type, r.target_id).where(
             r.res_id.in_(ids), r.target_type.is_not(None)).distinct())
         for row in rows:

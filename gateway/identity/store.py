@@ -152,14 +152,14 @@ def all_links(tx: Any) -> Iterator[Link]:
         yield _link(row)
 
 
-def put_link(tx: Any, link: Link) -> None:
-    """Insert or replace a link."""
+def put_link(tx: Any, link: Link, *, new: bool = False) -> None:
+    """Insert (new) or replace a link."""
     values = {"source": link.source, "golden_id": link.golden_id, "grade": link.grade,
               "score": float(link.score), "rule": link.rule[:64], "decider": link.decider[:160],
               "features": link.features.to_json(), "digest": link.digest, "updated": utc_now()}
-    done = tx.conn.execute(update(identity_links).where(
+    done = None if new else tx.conn.execute(update(identity_links).where(
         identity_links.c.source_id == link.source_id).values(**values))
-    if done.rowcount == 0:
+    if done is None or done.rowcount == 0:
         tx.conn.execute(insert(identity_links).values(source_id=link.source_id, **values))
 
 

@@ -32,7 +32,7 @@ from connectors.errors import (
 from connectors.soap import new_message_id, xml
 from connectors.soap.server import build_fault, read_inbound
 from connectors.soap.wsse import WSSE_NS
-from gateway.errors import Conflict, GatewayError
+from gateway.errors import GatewayError
 from gateway.fhir import bundles
 from gateway.national.resources import notification_ids, notification_resources
 from gateway.security.context import Caller, acting_as
@@ -153,13 +153,15 @@ class NotificationReceiver:
                  "request": {"method": "PUT", "url": f"Communication/{comm_id}"}},
             ]}
             try:
-                bundles.process(fhir, bundle, self.fhir_base())
-            except Conflict:
-                # The same notification arrived twice at once; the other request stored it.
+                response = orjson.loads(bundles.process(fhir, bundle, self.fhir_base()))
+            except Exception:
+                # The same notification arriving twice at once collides on the ids; the other
+                # request stored it. Anything else is re-raised.
                 if self._exists("Communication", comm_id):
                     return True
                 raise
-        return False
+        # PUT answers 201 when it created the Communication, 200 when it was already there.
+        return not str(response["entry"][1]["response"]["status"]).startswith("201")
 
     def _exists(self, res_type: str, res_id: str) -> bool:
         stored = self.services.store.read(lambda s: s.get(res_type, res_id))

@@ -44,6 +44,8 @@ PLAN_TYPES: dict[str, tuple[str, str]] = {
     "UCPP": ("818901000000100", "Unborn child subject to child protection plan"),
 }
 PLAN_TYPE_FROM_SNOMED = {code: plan for plan, (code, _) in PLAN_TYPES.items()}
+_PLAN_PHRASES = {"CPP": "on a child protection plan", "LAC": "who is looked after",
+                 "UCPP": "subject to an unborn child protection plan"}
 
 VERIFIED = {"system": systems.UKCORE_NHS_NUMBER_VERIFICATION_STATUS, "code": "01",
             "display": "Number present and verified"}
@@ -373,10 +375,10 @@ def notification_resources(notification: AccessNotification,
     subject: dict[str, Any] = (
         {"reference": patient_reference} if patient_reference
         else {"identifier": nhs_identifier(notification.nhs_number)})
-    plans = ", ".join(PLAN_TYPES[p][1].lower() for p in notification.plan_types
-                      if p in PLAN_TYPES) or "a plan"
+    plans = " and ".join(_PLAN_PHRASES[p] for p in notification.plan_types
+                         if p in _PLAN_PHRASES) or "known to CP-IS"
     where = f" in {access.care_setting}" if access.care_setting else ""
-    text = (f"CP-IS access to service notification: a child on {plans} was looked up in "
+    text = (f"CP-IS access to service notification: a child {plans} was looked up in "
             f"unscheduled care{where} by {accessor.name} ({accessor.role}), "
             f"{accessor.organisation_name} ({accessor.organisation_ods_code}), at "
             f"{event['recorded']}.")

@@ -107,7 +107,7 @@ def build_event(caller: Caller | None, ctx: AuditContext, outcome: str, *,
                          "description": f"{ctx.res_type or ''} search",
                          "query": base64.b64encode(ctx.query.encode("utf-8")).decode("ascii")})
     if request_id:
-        entities.append({"description": "request",
+        entities.append({"description": (ctx.description or "request")[:200],
                          "detail": [{"type": "correlation-id", "valueString": request_id[:64]}]})
     if entities:
         event["entity"] = entities

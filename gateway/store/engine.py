@@ -23,17 +23,23 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for the URL: SQLite with WAL and synchronous=FULL, or PostgreSQL via psycopg."""
+def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> Engine:
+    """Create an engine for the URL: SQLite with WAL and synchronous=FULL, or PostgreSQL via psycopg.
+
+    pool_size 0 opens a PostgreSQL connection per unit of work (no idle connections kept).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database, **kwargs)
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        kwargs.setdefault("pool_pre_ping", True)
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
+        if pool_size <= 0:
+            kwargs.setdefault("poolclass", NullPool)
+        else:
+            kwargs.setdefault("pool_pre_ping", True)
+            kwargs.setdefault("pool_size", pool_size)
+            kwargs.setdefault("max_overflow", pool_size * 2)
         return create_engine(parsed, **kwargs)
     raise StorageConfigError("only sqlite and postgresql databases are supported")
 

@@ -229,6 +229,30 @@ def test_a_notification_is_stored_once_and_acknowledged(client: FlaskClient,
     assert communication["subject"]["identifier"]["value"] == "9990043094"
 
 
+def test_the_same_notification_at_once_is_stored_once(client: FlaskClient,
+                                                      live_server: LiveServer) -> None:
+    message_id = str(uuid.uuid4()).upper()
+    body = notification(message_id)
+    statuses: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def send() -> None:
+        barrier.wait()
+        resp = requests.post(live_server.url + INBOUND, data=body, timeout=30, headers={
+            "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{ACTION}"'})
+        root = etree.fromstring(resp.content, etree.XMLParser(resolve_entities=False))
+        statuses.append(f"{resp.status_code} {root.findtext(f'.//{{{CPIS_NS}}}status')}")
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == ["200 accepted", "200 duplicate", "200 duplicate",
+                                "200 duplicate"]
+    assert len(communications(client, message_id)) == 1
+
+
 @pytest.mark.parametrize("variant", HOSTILE_VARIANTS)
 def test_hostile_xml_is_refused_with_a_fault(anonymous: FlaskClient, client: FlaskClient,
                                              variant: str, tmp_path: Path) -> None:
