@@ -27,6 +27,9 @@ def _register() -> None:
 
     main.add_command(_seed.seed)
     main.add_command(_seed.client_assertion)
+    from gateway.cli import conformance as _conformance
+
+    main.add_command(_conformance.conformance)
     # --- command families added by later work go below this line ---
     from gateway.cli import mappings as _mappings
     main.add_command(_mappings.mappings)

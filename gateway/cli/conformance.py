@@ -37,7 +37,9 @@ def list_() -> None:
     """List the suites shipped with Wraparound."""
     for suite in shipped_suites():
         target = "--base-url" if suite.kind == "fhir" else "--soap-url"
-        files = f"{len(suite.files)} scripts" if suite.kind == "fhir" else "contract"
+        count = len(suite.files)
+        files = f"{count} script{'s' if count != 1 else ''}" if suite.kind == "fhir" \
+            else "contract"
         click.echo(f"{suite.name:<16} {suite.kind:<5} {files:<11} needs {target}")
 
 

@@ -9,7 +9,14 @@ TestScript feature) are never raised: they are results, reported per action.
 """
 from __future__ import annotations
 
-__all__ = ["ConformanceError", "SuiteInvalid", "SuiteNotFound", "parse_position"]
+from typing import Any
+
+import yaml
+
+__all__ = ["ConformanceError", "SuiteInvalid", "SuiteNotFound", "load_yaml", "parse_position"]
+
+# libyaml's safe loader when PyYAML was built with it (much faster), else the pure-Python one.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConformanceError(Exception):
@@ -31,3 +38,8 @@ def parse_position(exc: Exception) -> str:
         return f"line {line}"
     mark = getattr(exc, "problem_mark", None)
     return f"line {mark.line + 1}" if mark is not None else "position unknown"
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with a safe loader (no Python objects)."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader: no Python objects

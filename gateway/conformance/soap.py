@@ -42,7 +42,7 @@ from connectors.errors import ConnectorError
 from connectors.soap import xml
 from connectors.soap.wsa import SOAP11_NS, WSA_NS
 from connectors.soap.wsse import add_security_header
-from gateway.conformance.errors import SuiteInvalid
+from gateway.conformance.errors import SuiteInvalid, load_yaml
 from gateway.conformance.expressions import UnresolvedVariable, shorten, substitute
 from gateway.conformance.results import ActionResult, ScriptResult, TestResult
 
@@ -156,7 +156,7 @@ def _resource_path(spec: str, base: Path) -> Path:
 def load_contract(path: Path) -> Contract:
     """Load and check a SOAP contract suite file; raise SuiteInvalid with what is wrong."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise SuiteInvalid(f"cannot read the contract suite {path}") from exc
     if not isinstance(data, dict) or data.get("kind") != "soap-contract":
@@ -382,7 +382,7 @@ class SoapContractRunner:
 
     def _hostile(self, name: str, description: str, check: dict[str, Any],
                  variant: str) -> TestResult:
-        from connectors.mockserver.faults import HOSTILE_VARIANTS, hostile_document
+        from connectors.mockserver import HOSTILE_VARIANTS, hostile_document
 
         test = TestResult(name=name, description=description)
         if variant not in HOSTILE_VARIANTS:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from gateway.conformance.errors import SuiteInvalid, SuiteNotFound, parse_position
+from gateway.conformance.errors import SuiteInvalid, SuiteNotFound, load_yaml, parse_position
 
 __all__ = ["SHIPPED_DIR", "Suite", "resolve_suite", "shipped_suites"]
 
@@ -36,7 +36,7 @@ class Suite:
 def _read(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except OSError as exc:
         raise SuiteInvalid(f"cannot read {path}: {exc.strerror}") from exc
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -79,14 +79,19 @@ def shipped_suites() -> list[Suite]:
 
 def resolve_suite(argument: str) -> Suite:
     """Return the suite a SUITE argument names: a shipped suite, a file or a folder."""
-    shipped = {s.name: s for s in shipped_suites()}
-    if argument in shipped:
-        return shipped[argument]
+    if "/" not in argument and not argument.startswith("."):
+        if (SHIPPED_DIR / argument).is_dir():
+            return _folder(SHIPPED_DIR / argument, argument)
+        for suffix in _SUFFIXES:
+            if (SHIPPED_DIR / f"{argument}{suffix}").is_file():
+                path = SHIPPED_DIR / f"{argument}{suffix}"
+                kind, title = _kind_of(path)
+                return Suite(name=argument, kind=kind, files=(path,), title=title)
     path = Path(argument)
     if path.is_dir():
         return _folder(path, path.resolve().name)
     if path.is_file():
         kind, title = _kind_of(path)
         return Suite(name=path.stem, kind=kind, files=(path,), title=title)
-    known = ", ".join(sorted(shipped)) or "none"
+    known = ", ".join(s.name for s in shipped_suites()) or "none"
     raise SuiteNotFound(f"{argument!r} is not a shipped suite ({known}), a file or a folder")

@@ -41,7 +41,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import yaml
 
-from gateway.conformance.errors import SuiteInvalid, parse_position
+from gateway.conformance.errors import SuiteInvalid, load_yaml, parse_position
 from gateway.conformance.expressions import (
     OPERATORS,
     ExpressionError,
@@ -141,7 +141,7 @@ def _parse_document(text: str, path: Path) -> Any:
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise SuiteInvalid(f"{path} is not valid {path.suffix.lstrip('.').upper()} "
                            f"({parse_position(exc)})") from exc
@@ -251,6 +251,8 @@ class TestScriptRunner:
                 result.setup.append(ActionResult("operation", "error", "load fixtures", str(exc)))
                 result.tests = [self._skipped_test(t, "setup could not load the fixtures")
                                 for t in tests]
+                for skipped in result.tests:
+                    self._notify(skipped)
                 return result
         if reason is not None:
             result.tests = [self._skipped_test(t, reason) for t in tests]
@@ -502,7 +504,7 @@ class TestScriptRunner:
         raw_params = str(op.get("params") or "")
         body: bytes | None = None
         if source is not None:
-            body = self._body(source, op)
+            body = self._body(source)
         if op.get("url"):
             url = substitute(str(op["url"]), self.lookup)
             shown = f"{code or 'request'} {op['url']}"
@@ -542,7 +544,7 @@ class TestScriptRunner:
             return self.responses[sid]
         raise _Broken(f"sourceId {sid} names no fixture or response")
 
-    def _body(self, source: _Fixture | Exchange, op: dict[str, Any]) -> bytes:
+    def _body(self, source: _Fixture | Exchange) -> bytes:
         if isinstance(source, Exchange):
             return json.dumps(source.body).encode("utf-8")
         if source.raw is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA_SUFFIXES = (".yaml", ".wsdl", ".xsd", ".mako")
+DATA_SUFFIXES = (".yaml", ".wsdl", ".xsd", ".mako", ".txt")
 
 
 @pytest.mark.slow
@@ -22,7 +22,8 @@ def test_wheel_contains_package_data(tmp_path: Path) -> None:
         str(path.relative_to(ROOT))
         for package in ("gateway", "connectors", "mappings", "vocab")
         for path in (ROOT / package).rglob("*")
-        if path.suffix in DATA_SUFFIXES and "__pycache__" not in path.parts
+        if (path.suffix in DATA_SUFFIXES or (path.suffix == ".json" and "suites" in path.parts))
+        and "__pycache__" not in path.parts
     }
     assert expected, "no data files found: the test is looking in the wrong place"
     assert sorted(expected - names) == []

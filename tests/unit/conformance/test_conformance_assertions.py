@@ -91,8 +91,8 @@ CASES = [
     (check(compareToSourceId="created", compareToSourceExpression="Patient.id"), "pass",
      "Patient.id compared with Patient.id of created: equal"),
     (check(compareToSourceId="created", compareToSourceExpression="Patient.meta.versionId"),
-     "fail", "Patient.meta.versionId compared with Patient.meta.versionId of created: should "
-             "equal, got '2' against '1'"),
+     "fail", ("Patient.meta.versionId compared with Patient.meta.versionId of created: should "
+             "equal, got '2' against '1'")),
     (check(compareToSourceId="created", compareToSourceExpression="Patient.meta.versionId",
            operator="notEquals"), "pass", "different"),
     (check(compareToSourceId="created", compareToSourcePath="$.name[0].family",
