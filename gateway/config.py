@@ -18,6 +18,8 @@
 | WRAPAROUND_NATIONAL_URL | base URL of the national services (mock or real) | http://127.0.0.1:8090 |
 | WRAPAROUND_PDS_URL | the PDS SOAP endpoint | <national URL>/spine/pds |
 | WRAPAROUND_CPIS_URL | the CP-IS SOAP endpoint | <national URL>/spine/cpis |
+| WRAPAROUND_CONTACTPOINT_URL | the child index SOAP endpoint | <national URL>/contactpoint |
+| WRAPAROUND_ECAF_URL | the CAF assessment store SOAP endpoint | <national URL>/ecaf |
 | WRAPAROUND_NATIONAL_CONNECT_TIMEOUT | seconds to connect to a national service | 3.05 |
 | WRAPAROUND_NATIONAL_READ_TIMEOUT | seconds a national service may stay silent mid-reply | 10 |
 | WRAPAROUND_NATIONAL_CALL_TIMEOUT | ceiling in seconds for one whole national call | 15 |
@@ -73,6 +75,8 @@ class Settings:
     # National services: per-service endpoints (None: derived from national_url) and timeouts.
     pds_url: str | None = None
     cpis_url: str | None = None
+    contactpoint_url: str | None = None
+    ecaf_url: str | None = None
     national_connect_timeout: float = 3.05
     national_read_timeout: float = 10.0
     national_call_timeout: float = 15.0
@@ -107,6 +111,16 @@ class Settings:
     def cpis_address(self) -> str:
         """Return the CP-IS SOAP endpoint: the override, else under the national base URL."""
         return self.cpis_url or f"{self.national_url.rstrip('/')}/spine/cpis"
+
+    @property
+    def contactpoint_address(self) -> str:
+        """Return the child index SOAP endpoint: the override, else under the national base URL."""
+        return self.contactpoint_url or f"{self.national_url.rstrip('/')}/contactpoint"
+
+    @property
+    def ecaf_address(self) -> str:
+        """Return the assessment store SOAP endpoint: the override, else under the national URL."""
+        return self.ecaf_url or f"{self.national_url.rstrip('/')}/ecaf"
 
     @property
     def cpis_inbound_signature_required(self) -> bool:
@@ -182,6 +196,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_pool_size=_int(env_map, "WRAPAROUND_DB_POOL_SIZE", 10),
         pds_url=(env_map.get("WRAPAROUND_PDS_URL") or None),
         cpis_url=(env_map.get("WRAPAROUND_CPIS_URL") or None),
+        contactpoint_url=(env_map.get("WRAPAROUND_CONTACTPOINT_URL") or None),
+        ecaf_url=(env_map.get("WRAPAROUND_ECAF_URL") or None),
         national_connect_timeout=_float(env_map, "WRAPAROUND_NATIONAL_CONNECT_TIMEOUT", 3.05),
         national_read_timeout=_float(env_map, "WRAPAROUND_NATIONAL_READ_TIMEOUT", 10.0),
         national_call_timeout=_float(env_map, "WRAPAROUND_NATIONAL_CALL_TIMEOUT", 15.0),
@@ -212,7 +228,9 @@ def check_settings(settings: Settings) -> None:
     if not settings.database_url:
         raise ConfigError("WRAPAROUND_DATABASE_URL is empty")
     for url, name in ((settings.pds_address, "WRAPAROUND_PDS_URL"),
-                      (settings.cpis_address, "WRAPAROUND_CPIS_URL")):
+                      (settings.cpis_address, "WRAPAROUND_CPIS_URL"),
+                      (settings.contactpoint_address, "WRAPAROUND_CONTACTPOINT_URL"),
+                      (settings.ecaf_address, "WRAPAROUND_ECAF_URL")):
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{name} (or WRAPAROUND_NATIONAL_URL) must be an http(s) URL")
     if max(settings.national_connect_timeout, settings.national_read_timeout) \

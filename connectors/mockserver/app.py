@@ -54,9 +54,10 @@ class MockSettings:
 
 
 def default_services(settings: MockSettings) -> list[MockService]:
-    """Return the standard registrations: PDS, CP-IS and the placeholders."""
+    """Return the standard registrations: PDS, CP-IS, the child index and the assessment store."""
+    from connectors.contactpoint.mock import ContactPointMockService
     from connectors.cpis.mock import CpisMockService
-    from connectors.mockserver.placeholder import PlaceholderService
+    from connectors.ecaf.mock import EcafMockService
     from connectors.pds.mock import PdsMockService
 
     pds = PdsMockService(settings.seed_dir / "pds.json")
@@ -76,12 +77,10 @@ def default_services(settings: MockSettings) -> list[MockService]:
         callback_username=settings.cpis_callback_username,
         signing=settings.notification_signing,
     )
-    return [
-        pds,
-        cpis,
-        PlaceholderService("contactpoint", "/contactpoint"),
-        PlaceholderService("ecaf", "/ecaf"),
-    ]
+    index = ContactPointMockService(settings.seed_dir / "contactpoint.json")
+    # Registering and closing a CAF sets the child index's "CAF exists" indicator.
+    ecaf = EcafMockService(settings.seed_dir / "ecaf.json", index.set_caf_indicator)
+    return [pds, cpis, index, ecaf]
 
 
 class _MockServer:

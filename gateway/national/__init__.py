@@ -4,6 +4,11 @@
   UK Core Patients from the health-spine-like PDS;
 - `/national/cpis` — the CP-IS query as Flag -> CarePlan -> CareTeam, the access history as
   AuditEvents, and the local authority's `$upload`;
+- `/national/contactpoint` — the national child index: search, a child's record with an access
+  reason (Patient, RelatedPerson, CareTeam, Organization, Practitioner), involvements, shielding
+  and the access log (`gateway.national.contactpoint`);
+- `/national/ecaf` — the CAF assessment store: the CAF form as a Questionnaire, assessments as
+  QuestionnaireResponses, consent, team, action plan, review and close (`gateway.national.ecaf`);
 - `/inbound/cpis/notifications` — CP-IS access-to-service notifications, verified by their own
   WS-Security, stored as AuditEvent + Communication and acknowledged.
 
@@ -26,12 +31,16 @@ def _fhir_base() -> str:
 
 def init_app(app: Flask) -> None:
     """Register the national façades and inbound endpoints on the app."""
+    from gateway.national import contactpoint, ecaf
     from gateway.national.views import bp, inbound_bp
 
     app.extensions[EXTENSION] = build_national(app.extensions["wraparound"],
                                                fhir_base=_fhir_base)
     app.register_blueprint(bp)
     app.register_blueprint(inbound_bp)
+    settings = app.extensions["wraparound"].settings
+    contactpoint.init_app(app, settings)
+    ecaf.init_app(app, settings)
 
 
 __all__ = ["NationalServices", "get_national", "init_app"]

@@ -187,15 +187,15 @@ def test_transport_level_refusals(
 
 
 @pytest.mark.parametrize("path", ["/contactpoint", "/ecaf"])
-def test_placeholders_answer_not_implemented(client: FlaskClient, path: str) -> None:
+def test_index_and_assessment_store_refuse_unknown_actions(client: FlaskClient, path: str) -> None:
     status, envelope = post(
         client,
         path,
         b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><x/></s:Body></s:Envelope>',
         "urn:any",
     )
-    assert status == 501 and envelope is not None
-    assert envelope.findtext(f".//{SOAP}Fault/faultcode") == "soap:Server"
+    assert status == 500 and envelope is not None
+    assert envelope.findtext(f".//{SOAP}Fault/faultcode") == "soap:Client"
 
 
 @pytest.mark.parametrize(
