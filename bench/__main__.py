@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("fhir_throughput", "ingest_throughput", "national_pds")
+BENCHMARKS = ("fhir_throughput", "ingest_throughput", "national_pds", "security_cost")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     DEFAULT_POSTGRES_URL,
     RESULTS_DIR,
     ROOT,
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             try:
                 result = run_target(kind, rounds, exports, args.postgres_url)
-            except Exception as exc:  # a database that cannot be used fails the run, not the rest
+            except Exception as exc:  # noqa: BLE001 - an unusable database fails the run only
                 print(f"  {kind}: failed: {type(exc).__name__}: {exc}", flush=True)
                 throughput.append({"db": kind, "error": f"{type(exc).__name__}: {exc}"})
                 status = 1

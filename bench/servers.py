@@ -1,9 +1,10 @@
 """The servers a benchmark compares, each run as its own process under the same gunicorn settings.
 
-    python -m bench.servers gateway  --port P [--workers 2 --threads 4]
-    python -m bench.servers baseline --port P --fixture search.json [--workers 2 --threads 4]
+    python -m bench.servers gateway   --port P [--workers 2 --threads 4]
+    python -m bench.servers unsecured --port P [--agency social-care] [--workers 2 --threads 4]
+    python -m bench.servers baseline  --port P --fixture search.json [--workers 2 --threads 4]
 
-Both read the database from WRAPAROUND_DATABASE_URL and are served by
+All read the database from WRAPAROUND_DATABASE_URL and are served by
 `gateway.cli.serve.run_wsgi(loader, gunicorn_options(host, port, workers, threads))`, exactly as
 `wraparound serve` serves the gateway.
 
@@ -16,6 +17,12 @@ query on an engine from `gateway.store.make_engine` and returns bytes.
   gateway gave for that query, and the ids on its page, captured before the run), runs
   `SELECT content FROM resources WHERE res_type='Patient' AND res_id IN (:ids of that page)`,
   then returns the captured bytes.
+
+The unsecured server is the gateway with its security layer taken out (see `remove_security`):
+the same `create_app`, minus the three request hooks `gateway.security.http.install` registers
+(bearer-token check, audit and security headers, context reset), with every request run as
+`Caller.internal(agency)`, which skips scope and policy checks. `bench/security_cost.py` compares
+it with the gateway.
 """
 from __future__ import annotations
 
@@ -36,6 +43,45 @@ def gateway_loader() -> Any:
     settings = load_settings()
     configure_logging(settings.log_level)
     return create_app(settings)
+
+
+SECURITY_HOOKS = {
+    "before_request": "_authenticate",
+    "after_request": "_audit_and_harden",
+    "teardown_request": "_reset",
+}
+
+
+def remove_security(app: Any, agency: str) -> Any:
+    """Take the security layer out of a gateway app, in place, and return the app.
+
+    Drops the hooks `gateway.security.http.install` registered (matched by function name; each
+    must be found exactly once, so a renamed hook fails loudly instead of being measured), and
+    wraps `app.wsgi_app` so each request runs as `Caller.internal(agency)`: no token check, no
+    scope, policy or label filtering, no audit, no security headers.
+    """
+    from gateway.security.context import Caller, reset_caller, set_caller
+
+    for kind, name in SECURITY_HOOKS.items():
+        registry = getattr(app, f"{kind}_funcs")
+        hooks = registry.get(None, [])
+        kept = [f for f in hooks if getattr(f, "__name__", "") != name]
+        if len(hooks) - len(kept) != 1:
+            raise RuntimeError(f"expected one {kind} hook named {name}, found "
+                               f"{len(hooks) - len(kept)}")
+        registry[None] = kept
+    caller = Caller.internal(agency)
+    inner = app.wsgi_app
+
+    def wsgi_app(environ: Any, start_response: Any) -> Any:
+        token = set_caller(caller)
+        try:
+            return inner(environ, start_response)
+        finally:
+            reset_caller(token)
+
+    app.wsgi_app = wsgi_app
+    return app
 
 
 def baseline_app(database_url: str, fixture: dict[str, dict[str, Any]]) -> Any:
@@ -86,15 +132,20 @@ def main(argv: list[str] | None = None) -> None:
     from gateway.cli.serve import gunicorn_options, run_wsgi
 
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
-    parser.add_argument("kind", choices=("gateway", "baseline"))
+    parser.add_argument("kind", choices=("gateway", "unsecured", "baseline"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--fixture", help="search fixture (JSON) for the baseline")
+    parser.add_argument("--agency", default="social-care",
+                        help="agency the unsecured server acts as (default social-care)")
     args = parser.parse_args(argv)
     options = gunicorn_options(HOST, args.port, args.workers, args.threads)
     if args.kind == "gateway":
         run_wsgi(gateway_loader, options)
+        return
+    if args.kind == "unsecured":
+        run_wsgi(lambda: remove_security(gateway_loader(), args.agency), options)
         return
     database_url = os.environ["WRAPAROUND_DATABASE_URL"]
     fixture: dict[str, dict[str, Any]] = {}

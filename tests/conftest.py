@@ -124,10 +124,9 @@ def _clean_pg(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Return the URL of a clean, migrated database: once SQLite, once PostgreSQL."""
-    if request.param == "sqlite":
+def clean_database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> str:
+    """Return the URL of a clean, migrated database of the kind ("sqlite" or "postgres")."""
+    if kind == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         target = tmp_path / "wraparound.sqlite"
         shutil.copy(template, target)
@@ -135,6 +134,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("pg_database")
     _clean_pg(url)
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Return the URL of a clean, migrated database: once SQLite, once PostgreSQL."""
+    return clean_database(request, tmp_path, request.param)
+
+
+@pytest.fixture
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Return the URL of a clean, migrated SQLite database (for dialect-independent tests)."""
+    return clean_database(request, tmp_path, "sqlite")
 
 
 @pytest.fixture

@@ -118,11 +118,12 @@ class AuditTrail:
     """Writes AuditEvents: in a caller's transaction, or queued and group-committed."""
 
     def __init__(self, store: SqlResourceStore, *, flush_interval: float = 0.05,
-                 max_batch: int = 500) -> None:
+                 max_batch: int = 500, max_queue: int = 5000) -> None:
         self.store = store
         self.flush_interval = flush_interval
         self.max_batch = max_batch
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        # Bounded: when the writer falls behind, requests wait rather than memory growing.
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._idle = threading.Event()
@@ -163,8 +164,9 @@ class AuditTrail:
                     batch.append(self._queue.get(timeout=self.flush_interval))
             except queue.Empty:
                 pass
+            items = [("AuditEvent", str(uuid.uuid4()), event) for event in batch]
             try:
-                self.store.write(lambda tx: [self.write_in(tx, e) for e in batch])
+                self.store.write(lambda tx, items=items: tx.insert_many(items))
             except Exception:  # keep the writer alive; the failure itself is logged, no content
                 log.exception("could not store %d audit events", len(batch))
             finally:

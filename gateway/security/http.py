@@ -128,8 +128,10 @@ def install(app: Flask, *, rate_limit_per_minute: int) -> None:
 
     @app.after_request
     def _audit_and_harden(response: Response) -> Response:
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
+        present = response.headers
+        missing = [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
+        if missing:
+            present.extend(missing)
         from gateway.security.audit import current_audit
 
         ctx = current_audit()

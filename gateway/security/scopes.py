@@ -1,6 +1,7 @@
 """SMART v2 scopes: `system/(Type|*).[c][r][u][d][s]`, with v1 `.read`, `.write`, `.*` accepted."""
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Scope:
                 and set(other.actions) <= set(self.actions))
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_scope(text: str) -> Scope:
     """Parse one scope; granular query suffixes are refused rather than widened."""
     if "?" in text:

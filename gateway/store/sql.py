@@ -439,24 +439,54 @@ class _SqlWriteSession(_SqlReadSession):
             self.conn.execute(delete(table).where(table.c.res_type == res_type,
                                                   table.c.res_id == res_id))
 
-    def _write_index(self, res_type: str, res_id: str, resource: dict[str, Any]) -> None:
+    def _index_rows(self, res_type: str, res_id: str, resource: dict[str, Any],
+                    into: dict[Any, list[dict[str, Any]]]) -> None:
         rtype = self.registry.get(res_type)
         if rtype is None:
             return
         rows = extract_index(rtype, resource)
         owner = {"res_type": res_type, "res_id": res_id}
-        batches: list[tuple[Any, list[dict[str, Any]]]] = [
-            (idx_token, [dict(owner, param=p, system=s, code=c[:512]) for p, s, c in rows.tokens]),
-            (idx_string, [dict(owner, param=p, value_norm=n, value=v) for p, n, v in rows.strings]),
-            (idx_date, [dict(owner, param=p, low=lo, high=hi) for p, lo, hi in rows.dates]),
-            (idx_reference, [dict(owner, param=p, target_type=t, target_id=i[:64])
-                             for p, t, i in rows.references]),
-            (idx_number, [dict(owner, param=p, value=v) for p, v in rows.numbers]),
-            (idx_uri, [dict(owner, param=p, value=v) for p, v in rows.uris]),
-        ]
-        for table, values in batches:
+        into.setdefault(idx_token, []).extend(
+            dict(owner, param=p, system=s, code=c[:512]) for p, s, c in rows.tokens)
+        into.setdefault(idx_string, []).extend(
+            dict(owner, param=p, value_norm=n, value=v) for p, n, v in rows.strings)
+        into.setdefault(idx_date, []).extend(
+            dict(owner, param=p, low=lo, high=hi) for p, lo, hi in rows.dates)
+        into.setdefault(idx_reference, []).extend(
+            dict(owner, param=p, target_type=t, target_id=i[:64]) for p, t, i in rows.references)
+        into.setdefault(idx_number, []).extend(
+            dict(owner, param=p, value=v) for p, v in rows.numbers)
+        into.setdefault(idx_uri, []).extend(dict(owner, param=p, value=v) for p, v in rows.uris)
+
+    def _insert_batches(self, batches: dict[Any, list[dict[str, Any]]]) -> None:
+        for table, values in batches.items():
             if values:
                 self.conn.execute(insert(table), values)
+
+    def _write_index(self, res_type: str, res_id: str, resource: dict[str, Any]) -> None:
+        batches: dict[Any, list[dict[str, Any]]] = {}
+        self._index_rows(res_type, res_id, resource, batches)
+        self._insert_batches(batches)
+
+    def insert_many(self, items: Sequence[tuple[str, str, dict[str, Any]]],
+                    method: str = "POST") -> None:
+        """Store new resources (version 1) in bulk: one multi-row insert per table.
+
+        For append-only records such as AuditEvents, whose ids are new by construction.
+        """
+        if not items:
+            return
+        now = utc_now()
+        rows: list[dict[str, Any]] = []
+        batches: dict[Any, list[dict[str, Any]]] = {}
+        for res_type, res_id, resource in items:
+            rows.append({"res_type": res_type, "res_id": res_id, "version_id": 1,
+                         "last_updated": now, "deleted": False,
+                         "content": stamp(resource, res_id, 1, now)})
+            self._index_rows(res_type, res_id, resource, batches)
+        self.conn.execute(insert(resources), rows)
+        self.conn.execute(insert(resource_history), [dict(r, method=method) for r in rows])
+        self._insert_batches(batches)
 
 
 def _is_transient(exc: DBAPIError) -> bool:

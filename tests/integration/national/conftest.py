@@ -109,3 +109,11 @@ def audit_events(app: Flask, auditor: FlaskClient, request_id: str) -> list[dict
         if any(d.get("valueString") == request_id for d in details):
             found.append(event)
     return found
+
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """Run the façade tests on SQLite only: the façades' logic does not depend on the database
+    (storage is tested on both databases elsewhere; the inbound notification tests, which store
+    FHIR, override this to run on both)."""
+    return sqlite_url

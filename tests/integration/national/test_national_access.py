@@ -58,7 +58,7 @@ REFUSED = {
 def test_wrong_agency_or_scope_is_403(request: pytest.FixtureRequest, app: Flask, method: str,
                                       path: str, body: Any,
                                       mock_state: Any) -> None:
-    route = request.node.callspec.id.split("-", 1)[1]
+    route = request.node.callspec.id.removeprefix("sqlite-").removeprefix("postgres-")
     before = mock_state("pds")["calls"]
     for agency, scopes in REFUSED[route]:
         client = client_as(app, agency, scopes) if scopes else client_as(app, agency)

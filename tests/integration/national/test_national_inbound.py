@@ -30,7 +30,14 @@ from connectors.soap import xml
 from connectors.soap.wsse import add_security_header, sign_envelope
 from gateway import create_app
 from gateway.config import Settings
-from tests.conftest import FhirActions, LiveServer, bearer, client_as, make_patient
+from tests.conftest import (
+    FhirActions,
+    LiveServer,
+    bearer,
+    clean_database,
+    client_as,
+    make_patient,
+)
 
 INBOUND = "/inbound/cpis/notifications"
 ACTION = "urn:wraparound:spine:cpis:1:accessToServiceNotification"
@@ -347,3 +354,9 @@ def test_refused_notifications_are_audited(app: Flask, anonymous: FlaskClient,
     matching = [e["resource"] for e in events if "inbound-refused-1" in str(e["resource"])]
     assert len(matching) == 1
     assert matching[0]["outcome"] == "8"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Store notifications on both databases."""
+    return clean_database(request, tmp_path, request.param)
