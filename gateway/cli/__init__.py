@@ -30,6 +30,9 @@ def _register() -> None:
     from gateway.cli import conformance as _conformance
 
     main.add_command(_conformance.conformance)
+    from gateway.cli import identity as _identity
+
+    main.add_command(_identity.identity)
     # --- command families added by later work go below this line ---
     from gateway.cli import mappings as _mappings
     main.add_command(_mappings.mappings)

@@ -22,21 +22,22 @@ CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json", ".ndjson": "ap
 def ingest(source: str, file: Path, dry_run: bool, content_type: str | None, quiet: bool) -> None:
     """Ingest FILE, an export of SOURCE; exits 1 when any record is rejected."""
     from gateway.app import configure_logging, create_app
-    from gateway.ingest.service import report_outcome
+    from gateway.ingest.service import builtin_mappings, report_outcome
     from gateway.services import Services
 
-    settings = load_settings()
-    configure_logging("WARNING")
-    app = create_app(settings)
-    services: Services = app.extensions["wraparound"]
-    if source not in services.ingest.sources():
-        raise click.BadParameter(f"unknown source; known: {', '.join(services.ingest.sources())}",
+    known = builtin_mappings().sources()
+    if source not in known:  # before the app opens database connections
+        raise click.BadParameter(f"unknown source; known: {', '.join(known)}",
                                  param_hint="SOURCE")
     ctype = content_type or CONTENT_TYPES.get(file.suffix.lower())
     size = os.path.getsize(file)
     from gateway.security.audit import AuditContext, begin_audit, end_audit
     from gateway.security.context import Caller, acting_as
 
+    settings = load_settings()
+    configure_logging("WARNING")
+    app = create_app(settings)
+    services: Services = app.extensions["wraparound"]
     audit_token = begin_audit(AuditContext("ingest", description=f"cli ingest {source}"))
     try:
         with acting_as(Caller.internal(services.ingest.agency_for(source))), \

@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
 
     services = app.extensions["wraparound"]
     app.extensions[EXTENSION] = IdentityService(services.fhir, services.settings)
+    services.ingest.identity = app.extensions[EXTENSION]
     for endpoint, interaction in ENDPOINTS.items():
         declare(endpoint, interaction)
     app.register_blueprint(bp)

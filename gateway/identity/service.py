@@ -285,11 +285,11 @@ class IdentityService:
         anything that is not a stored source Patient. A Patient whose matching features did not
         change since it was last resolved costs two indexed reads and changes nothing.
         """
-        pid = patient.get("id") if isinstance(patient, dict) else None
-        if not isinstance(patient, dict) or patient.get("resourceType") != "Patient" \
-                or not valid_id(pid):
+        if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
             return None
-        assert isinstance(pid, str)
+        pid = patient.get("id")
+        if not isinstance(pid, str) or not valid_id(pid):
+            return None
         stored = tx.get("Patient", pid)
         if stored is None:
             return None
@@ -340,7 +340,8 @@ class IdentityService:
             store.put_link(tx, replace(link, grade=grade, score=score, rule=rule))
         touched.add(golden)
         reviews: list[str] = []
-        successors: dict[str, str] = {}
+        # A golden Patient this record leaves empty is replaced by the one it joined.
+        successors: dict[str, str] = {old: golden} if old and old != golden else {}
         queued = 0
         for gid, found, cid in ranked:
             if gid == golden:
@@ -361,10 +362,11 @@ class IdentityService:
                 queued += 1
                 if item:
                     reviews.append(item)
+        merged = any(g != old for g in successors)
         self._refresh(tx, touched, successors)
         if target is not None:
             self._supersede(tx, [pid, *[m.source_id for m in store.members(tx, golden)]]
-                            if successors else [pid])
+                            if merged else [pid])
         return Resolution(pid, golden, grade, score, rule, True, tuple(reviews))
 
     def _forget_in(self, tx: Any, pid: str) -> None:
@@ -828,7 +830,8 @@ class IdentityService:
             store.close_review(tx, item.id, status, decider, reason)
             goldens = store.golden_of(tx, [item.source_id, item.candidate_id])
             decided = store.get_review(tx, item.id)
-            assert decided is not None
+            if decided is None:  # pragma: no cover - written above in this transaction
+                raise ResourceNotFound(f"review item {item_id} is not known")
             return decided.to_json(goldens)
 
         return self.fhir._store_write(_run)  # type: ignore[no-any-return]
@@ -873,21 +876,23 @@ def compartment(tx: Any, patients: Sequence[str]) -> list[StoredResource]:
     inner: dict[tuple[str, str], None] = {}
     for start in range(0, len(patients), 500):
         chunk = list(patients[start:start + 500])
+        # AuditEvents refer to whatever a request touched: they are the trail, not the record.
         rows = tx.conn.execute(select(r.res_type, r.res_id).where(
-            r.target_type == "Patient", r.target_id.in_(chunk)).distinct())
+            r.target_type == "Patient", r.target_id.in_(chunk),
+            r.res_type != "AuditEvent").distinct())
         for row in rows:
             inner[(row.res_type, row.res_id)] = None
     keys.update(inner)
-    sources = sorted(keys)
+    by_type: dict[str, list[str]] = {}
+    for res_type, res_id in sorted(keys):
+        by_type.setdefault(res_type, []).append(res_id)
     outer: dict[tuple[str, str], None] = {}
-    for start in range(0, len(sources), 500):
-        batch = sources[start:start + 500]
-        ids = [i for _, i in batch]
-        wanted = set(batch)
-        rows = tx.conn.execute(select(r.res_type, r.res_id, r.target_type, r.target_id).where(
-            r.res_id.in_(ids), r.target_type.is_not(None)).distinct())
-        for row in rows:
-            if (row.res_type, row.res_id) in wanted and row.target_type != "Patient":
+    for res_type, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            rows = tx.conn.execute(select(r.target_type, r.target_id).where(
+                r.res_type == res_type, r.res_id.in_(ids[start:start + 500]),
+                r.target_type.is_not(None), r.target_type != "Patient").distinct())
+            for row in rows:
                 outer[(row.target_type, row.target_id)] = None
     for key in outer:
         keys.setdefault(key, None)

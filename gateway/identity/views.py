@@ -129,7 +129,8 @@ def match() -> Response:
     base = base_url()
     entries: list[dict[str, Any]] = []
     for hit in hits:
-        assert hit.stored.content is not None
+        if hit.stored.content is None:
+            continue
         entries.append({
             "fullUrl": f"{base}/Patient/{hit.stored.res_id}",
             "resource": orjson.Fragment(hit.stored.content),

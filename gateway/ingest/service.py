@@ -3,7 +3,7 @@
 Records are stored in chunks, one database transaction per chunk and a savepoint per record, so
 a bad record never blocks the good ones and never leaves part of itself stored. Resource ids are
 deterministic, so sending a record again updates it or leaves it unchanged; its Provenance is
-written only when something it describes changed.
+written only when the record is new or something it describes changed.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from gateway.errors import Forbidden, GatewayError, Issue
 from gateway.fhir.service import FhirService, WriteResult
@@ -75,6 +75,9 @@ class IngestService:
         self.mappings = mappings
         self.fhir = fhir
         self.policy = policy
+        # The identity service links each stored child to its golden Patient, inside the
+        # ingest transaction (set by gateway.identity.init_app).
+        self.identity: Any = None
 
     def agency_for(self, source: str) -> str:
         """Return the agency that owns a source system's records."""
@@ -130,7 +133,7 @@ class IngestService:
         return RecordOutcome(location, status, mapped.source_record_id, problems,
                              mapped.resources)
 
-    def run(self, source: str, stream: BinaryIO, content_type: str | None, *,
+    def run(self, source: str, stream: IO[bytes], content_type: str | None, *,
             dry_run: bool = False, progress: Callable[[int], None] | None = None,
             collect: bool = True) -> IngestReport:
         """Ingest every record of an export and return the report.
@@ -162,7 +165,7 @@ class IngestService:
         log.info("ingest source=%s dry_run=%s counts=%s", source, dry_run, dict(report.counts))
         return report
 
-    def _mapped(self, source: str, stream: BinaryIO,
+    def _mapped(self, source: str, stream: IO[bytes],
                 content_type: str | None) -> Iterator[RecordOutcome]:
         for location, raw in self.mappings.read_records(source, stream, content_type):
             yield self.map_and_validate(source, location, raw)
@@ -175,8 +178,8 @@ class IngestService:
             return results
 
         try:
-            results = self.fhir._store_write(_run)  # noqa: SLF001 - same service family
-        except Exception:  # the chunk failed as a whole: retry each record on its own
+            results = self.fhir._store_write(_run)
+        except Exception:  # noqa: BLE001 - the chunk failed as a whole: retry each record alone
             log.warning("ingest chunk failed; storing its records one by one")
             results = [self._store_alone(outcome) for outcome in chunk]
         for outcome in results:
@@ -184,29 +187,41 @@ class IngestService:
 
     def _store_alone(self, outcome: RecordOutcome) -> RecordOutcome:
         try:
-            return self.fhir._store_write(lambda tx: self._store_record(tx, outcome))  # type: ignore[no-any-return]  # noqa: SLF001
+            return self.fhir._store_write(lambda tx: self._store_record(tx, outcome))  # type: ignore[no-any-return]
         except GatewayError as exc:  # a refusal (policy, conflict) rejects this record only
             return RecordOutcome(outcome.location, "rejected", outcome.record_id, [Issue(
                 "error", exc.code, f"{outcome.location}: could not be stored ({exc.message})")])
-        except Exception as exc:  # a database refusal rejects this record only
+        except Exception as exc:  # noqa: BLE001 - a database refusal rejects this record only
             return RecordOutcome(outcome.location, "rejected", outcome.record_id, [Issue(
                 "error", "exception", f"{outcome.location}: could not be stored "
                 f"({type(exc).__name__})")])
 
     def _store_record(self, tx: Any, outcome: RecordOutcome) -> RecordOutcome:
+        """Store one record's resources; 'created' means the record is new to the gateway.
+
+        A record is known when its Provenance (a deterministic id per source record) is stored:
+        a known record that gains a resource (a new episode, a new contact) is 'updated'.
+        """
         created = changed = False
+        provenances = [r for r in outcome.resources if r["resourceType"] == "Provenance"]
         with tx.savepoint():
             for resource in outcome.resources:
                 if resource["resourceType"] == "Provenance":
                     continue
-                result: WriteResult = self.fhir._update_in(  # noqa: SLF001
+                result: WriteResult = self.fhir._update_in(
                     tx, resource["resourceType"], resource["id"], resource, None)
                 created |= result.status == 201
                 changed |= result.changed
-            if changed:
-                for resource in outcome.resources:
-                    if resource["resourceType"] == "Provenance":
-                        self.fhir._update_in(tx, "Provenance", resource["id"], resource, None)  # noqa: SLF001
+                if self.identity is not None and resource["resourceType"] == "Patient":
+                    self.identity.resolve_in(tx, resource)
+            if provenances:
+                created = False
+                for resource in provenances:
+                    known = tx.get("Provenance", resource["id"])
+                    created |= known is None or known.deleted
+            if changed or created:
+                for resource in provenances:
+                    self.fhir._update_in(tx, "Provenance", resource["id"], resource, None)
         status = "created" if created else ("updated" if changed else "unchanged")
         return RecordOutcome(outcome.location, status, outcome.record_id)
 

@@ -20,6 +20,8 @@ AGENCIES = {"social-care": "social-care", "school": "education", "youth-justice"
 COUNTS_URL = "https://wraparound.example.org/fhir/StructureDefinition/ingest-counts"
 LOCAL_PREFIX = "https://wraparound.example.org/fhir/Id/local/"
 NOT_INGESTED = ("AuditEvent",)  # written by the audit trail for every request
+# Golden Patients are written by the identity service during ingest, not mapped from a source.
+GOLDEN_SOURCE = "urn:wraparound:identity"
 
 
 def sample(source: str) -> tuple[bytes, str]:
@@ -67,14 +69,18 @@ def stored(app: Flask) -> dict[tuple[str, str], dict[str, Any]]:
         rows = conn.execute(sa.select(resources.c.res_type, resources.c.res_id,
                                       resources.c.content)
                             .where(resources.c.res_type.not_in(NOT_INGESTED))).all()
-    return {(t, i): orjson.loads(c) for t, i, c in rows if c is not None}
+    return {(t, i): orjson.loads(c) for t, i, c in rows
+            if c is not None and GOLDEN_SOURCE not in c}
 
 
 def version_count(app: Flask) -> int:
     """Return how many versions of ingested resources the history holds."""
     with _engine(app).connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(resource_history)
-                                .where(resource_history.c.res_type.not_in(NOT_INGESTED)))
+                                .where(resource_history.c.res_type.not_in(NOT_INGESTED),
+                                       sa.or_(resource_history.c.content.is_(None),
+                                              resource_history.c.content.not_like(
+                                                  f"%{GOLDEN_SOURCE}%"))))
                    .scalar_one())
 
 
@@ -86,8 +92,9 @@ def local_ids(resources_: list[dict[str, Any]], source: str) -> set[str]:
 
 
 def match_ids(client: FlaskClient, query: str) -> set[str]:
-    """Return the ids of the matches of a FHIR search."""
+    """Return the ids of the matches of a FHIR search, golden Patients left out."""
     resp = client.get(f"/fhir/{query}")
     assert resp.status_code == 200, resp.get_json()
     return {e["resource"]["id"] for e in resp.get_json().get("entry", [])
-            if e.get("search", {}).get("mode") == "match"}
+            if e.get("search", {}).get("mode") == "match"
+            and e["resource"].get("meta", {}).get("source") != GOLDEN_SOURCE}

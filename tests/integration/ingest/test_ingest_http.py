@@ -12,7 +12,6 @@ from urllib.parse import quote
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-
 from ingest_support import (
     AGENCIES,
     LOCAL_PREFIX,
@@ -26,6 +25,8 @@ from ingest_support import (
     stored,
     version_count,
 )
+
+from gateway.fhir.validation import validate_resource
 from mappings import source_uri
 from tests.conftest import client_as
 from vocab import systems
@@ -56,7 +57,8 @@ def test_a_sample_loads_then_reloads_unchanged_and_each_child_is_found(
     records = dry["valid"]
     assert records >= 50
     full_urls = [e.get("fullUrl") for e in resp.get_json()["entry"][:-1]]
-    assert len(full_urls) == len(set(full_urls)) == len(produced)
+    assert len(full_urls) == len(set(full_urls)) == len(produced)  # shared resources once
+    assert [i for i in validate_resource(resp.get_json(), "Bundle") if i.severity == "error"] == []
     provenances = [r for r in produced if r["resourceType"] == "Provenance"]
     assert len(provenances) == records  # one per source record
     assert stored(app) == {}
@@ -181,8 +183,7 @@ def test_a_bad_record_is_rejected_alone_and_nothing_of_it_is_stored(
                                "rejected": len(bad_ids), "valid": 0}
     messages = [i["diagnostics"] for i in errors(outcome)]
     for location, text in expected:
-        located = [m for m in messages if m.startswith(f"{location}, field") or
-                   m.startswith(f"{location}:")]
+        located = [m for m in messages if m.startswith((f"{location}, field", f"{location}:"))]
         assert any(text in m for m in located), (location, messages)
     assert "not a valid date" in " ".join(messages)
 

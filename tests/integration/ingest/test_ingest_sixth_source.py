@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 from flask import Flask
 from flask.testing import FlaskClient
+from ingest_support import match_ids, stored, version_count
 
 from gateway.ingest.service import IngestService
 from gateway.security.context import Caller, acting_as
-from ingest_support import match_ids, stored, version_count
 from mappings import BUILTIN_SOURCES, load_registry, source_uri
 from vocab import systems
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gateway.cli.identity import identity
+from gateway.identity.blocking import blocking_keys
 from gateway.identity.estimate import labelled_fixtures
 from gateway.identity.matching import GRADE_RANK, MatchModel, compare
 
@@ -19,15 +20,21 @@ def test_weights_file_is_the_fixture_estimate() -> None:
     assert "up to date" in result.output
 
 
-def test_weights_separate_the_fixture_pairs() -> None:
+def test_blocking_finds_every_true_pair_and_the_weights_separate_them() -> None:
     model = MatchModel.load()
     records = labelled_fixtures(FIXTURES)
     assert len(records) == 418
-    wrong_links = missed = 0
-    for a, b in itertools.combinations(records, 2):
+    keys = [set(blocking_keys(r.features)) for r in records]
+    wrong_links = missed = unblocked = blocked = 0
+    for (a, ka), (b, kb) in itertools.combinations(zip(records, keys), 2):
+        if not ka & kb:
+            unblocked += a.child == b.child
+            continue
+        blocked += 1
         rank = compare(a.features, b.features, model).rank
         if a.child == b.child:
             missed += rank < GRADE_RANK["probable"]
         else:
             wrong_links += rank >= GRADE_RANK["probable"]
-    assert (wrong_links, missed) == (0, 0)
+    assert (unblocked, wrong_links, missed) == (0, 0, 0)
+    assert blocked < 1000  # of 87,153 possible pairs
