@@ -322,7 +322,7 @@ def run_scenario(db: str, key: str, label: str, request: str, workload: loadgen.
             runs[server.kind].append(result)
             log(f"[{db}] {label:<22} round {rnd + 1} {server.kind:<8} "
                 f"{result.throughput:8.1f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                f"p95 {result.p95_ms:6.2f} ms  {_cpu_text(result.cpu_ms_per_request)}  "
+                f"p95 {result.p95_ms:6.2f} ms  {loadgen.cpu_text(result.cpu_ms_per_request)}  "
                 f"errors {result.errors}")
     summary: dict[str, Any] = {"label": label, "request": request, **extra}
     for kind, results in runs.items():
@@ -330,7 +330,7 @@ def run_scenario(db: str, key: str, label: str, request: str, workload: loadgen.
             "median_rps": round(loadgen.median([r.throughput for r in results]), 1),
             "median_p50_ms": round(loadgen.median([r.p50_ms for r in results]), 3),
             "median_p95_ms": round(loadgen.median([r.p95_ms for r in results]), 3),
-            "median_cpu_ms_per_request": _median_or_none(
+            "median_cpu_ms_per_request": loadgen.median_or_none(
                 [r.cpu_ms_per_request for r in results]),
             "errors": sum(r.errors for r in results),
             "runs": [r.to_json() for r in results],
@@ -350,15 +350,6 @@ def run_scenario(db: str, key: str, label: str, request: str, workload: loadgen.
         summary["target"] = READ_TARGET
         summary["meets_target"] = (not summary["failed"]) and ratio >= READ_TARGET
     return summary
-
-
-def _cpu_text(cpu_ms: float | None) -> str:
-    return "cpu   n/a" if cpu_ms is None else f"cpu {cpu_ms:5.2f} ms/req"
-
-
-def _median_or_none(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return round(loadgen.median(known), 4) if known else None
 
 
 # -- report ---------------------------------------------------------------------------------------

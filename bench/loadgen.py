@@ -165,3 +165,14 @@ def run(port: int, workload: Workload, *, clients: int, warmup: float, duration:
 def median(values: Sequence[float]) -> float:
     """Return the median (NaN for no values)."""
     return statistics.median(values) if values else float("nan")
+
+
+def median_or_none(values: Sequence[float | None]) -> float | None:
+    """Return the median of the known values, rounded, or None when none is known."""
+    known = [v for v in values if v is not None]
+    return round(median(known), 4) if known else None
+
+
+def cpu_text(cpu_ms: float | None) -> str:
+    """Return CPU time per request for a progress line."""
+    return "cpu   n/a" if cpu_ms is None else f"cpu {cpu_ms:5.2f} ms/req"

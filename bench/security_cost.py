@@ -334,7 +334,7 @@ def run_database(db: str, database_url: str, opts: Options, tmp: Path,
                 runs[side].append(Measured(result, answered, cpu_ms, backlog, drain))
                 log(f"[{db}] round {rnd + 1} {side:<3} {result.throughput:8.1f} req/s  "
                     f"p50 {result.p50_ms:6.2f} ms  p95 {result.p95_ms:6.2f} ms  "
-                    f"{_cpu_text(cpu_ms)}  errors {result.errors}"
+                    f"{loadgen.cpu_text(cpu_ms)}  errors {result.errors}"
                     + (f"  audit backlog {backlog:,}, stored {drain:.1f}s after"
                        if side == "on" else ""))
         events = audit.count()
@@ -377,7 +377,7 @@ def summarise(runs: dict[str, list[Measured]]) -> dict[str, Any]:
             "median_rps": round(loadgen.median([r.throughput for r in results]), 1),
             "median_p50_ms": round(loadgen.median([r.p50_ms for r in results]), 3),
             "median_p95_ms": round(loadgen.median([r.p95_ms for r in results]), 3),
-            "median_cpu_ms_per_request": _median_or_none([m.cpu_ms_per_request
+            "median_cpu_ms_per_request": loadgen.median_or_none([m.cpu_ms_per_request
                                                           for m in measured]),
             "errors": sum(r.errors for r in results),
             "runs": [m.to_json() for m in measured],
@@ -399,15 +399,6 @@ def summarise(runs: dict[str, list[Measured]]) -> dict[str, Any]:
     out["target"] = COST_TARGET
     out["meets_target"] = (not out["failed"]) and cost <= COST_TARGET
     return out
-
-
-def _cpu_text(cpu_ms: float | None) -> str:
-    return "cpu   n/a" if cpu_ms is None else f"cpu {cpu_ms:5.2f} ms/req"
-
-
-def _median_or_none(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return round(loadgen.median(known), 4) if known else None
 
 
 # -- report ---------------------------------------------------------------------------------------
