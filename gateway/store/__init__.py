@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gateway.store.base import (
+    Change,
     ReadSession,
     ResourceStore,
     RetryableConflict,
@@ -15,7 +16,7 @@ from gateway.store.migrate import current_revision, head_revision, upgrade
 from gateway.store.sql import SqlResourceStore
 
 __all__ = [
-    "ReadSession", "ResourceStore", "RetryableConflict", "SqlResourceStore", "StorageConfigError",
+    "Change", "ReadSession", "ResourceStore", "RetryableConflict", "SqlResourceStore", "StorageConfigError",
     "StoreError", "StoreUnavailable", "StoredResource", "WriteSession", "current_revision",
     "head_revision", "make_engine", "upgrade",
 ]

@@ -28,6 +28,17 @@ class StoreUnavailable(StoreError):
 
 
 @dataclass(frozen=True)
+class Change:
+    """One resource write inside a transaction, as seen by commit hooks (the outbox)."""
+
+    res_type: str
+    res_id: str
+    version_id: int
+    resource: dict[str, Any] | None  # None when deleted
+    previous_version: int | None  # None when the resource is new
+
+
+@dataclass(frozen=True)
 class StoredResource:
     """One version of a resource as stored: its JSON text is served as it is."""
 
@@ -76,6 +87,8 @@ class ReadSession(Protocol):
 class WriteSession(ReadSession, Protocol):
     """Read and write operations inside one database transaction."""
 
+    changes: list[Change]  # every put/delete so far, minus those undone by a savepoint
+
     def savepoint(self) -> Any:
         """Return a context manager whose writes are undone when it exits by an exception."""
 
@@ -100,7 +113,15 @@ class ResourceStore(Protocol):
         """Run fn in a read-only session."""
 
     def write(self, fn: Callable[[WriteSession], T]) -> T:
-        """Run fn in one transaction, re-running it on RetryableConflict a few times."""
+        """Run fn in one transaction, re-running it on RetryableConflict a few times.
+
+        Before the transaction commits, every registered commit hook is called with the session
+        (whose `changes` list what fn wrote), so that what the hooks write (outbox messages)
+        commits together with the data or not at all.
+        """
+
+    def add_commit_hook(self, hook: Callable[[WriteSession], None]) -> None:
+        """Call hook(session) inside every write transaction, after its unit of work."""
 
     def save_search_set(self, res_type: str, query: str, ids: Sequence[str], total: int) -> str:
         """Keep an ordered result set for paging and return its id."""

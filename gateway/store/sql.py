@@ -1,12 +1,13 @@
 """SqlResourceStore: the resource store on SQLite or PostgreSQL through SQLAlchemy Core."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ from gateway.fhir.indexing import extract_index, normalise_string
 from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
 from vocab import systems
-from gateway.store.base import RetryableConflict, StoredResource, StoreUnavailable
+from gateway.store.base import Change, RetryableConflict, StoredResource, StoreUnavailable
 from gateway.store.schema import (
     INDEX_TABLES,
     idx_date,
@@ -365,9 +366,20 @@ class _SqlReadSession:
 class _SqlWriteSession(_SqlReadSession):
     """Read and write operations inside one transaction."""
 
-    def savepoint(self) -> Any:
-        """Return a context manager for a savepoint: leaving it by an exception undoes its writes."""
-        return self.conn.begin_nested()
+    def __init__(self, conn: Connection, registry: Registry) -> None:
+        super().__init__(conn, registry)
+        self.changes: list[Change] = []
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[Any]:
+        """Open a savepoint: leaving it by an exception undoes its writes (and their changes)."""
+        mark = len(self.changes)
+        try:
+            with self.conn.begin_nested() as nested:
+                yield nested
+        except BaseException:
+            del self.changes[mark:]
+            raise
 
     def lock(self, key: str) -> None:
         if self.sqlite:
@@ -413,6 +425,9 @@ class _SqlWriteSession(_SqlReadSession):
         except IntegrityError as exc:
             raise RetryableConflict("a concurrent write created the same resource") from exc
         self._write_index(res_type, res_id, resource)
+        self.changes.append(Change(res_type, res_id, version, resource,
+                                   None if previous is None or previous.deleted
+                                   else previous.version_id))
         return StoredResource(res_type, res_id, version, to_instant(now), False, content, method)
 
     def delete(self, previous: StoredResource) -> StoredResource:
@@ -431,6 +446,8 @@ class _SqlWriteSession(_SqlReadSession):
             res_type=previous.res_type, res_id=previous.res_id, version_id=version,
             last_updated=now, deleted=True, content=None, method="DELETE"))
         self._drop_index(previous.res_type, previous.res_id)
+        self.changes.append(Change(previous.res_type, previous.res_id, version, None,
+                                   previous.version_id))
         return StoredResource(previous.res_type, previous.res_id, version, to_instant(now),
                               True, None, "DELETE")
 
@@ -484,6 +501,7 @@ class _SqlWriteSession(_SqlReadSession):
                          "last_updated": now, "deleted": False,
                          "content": stamp(resource, res_id, 1, now)})
             self._index_rows(res_type, res_id, resource, batches)
+            self.changes.append(Change(res_type, res_id, 1, resource, None))
         self.conn.execute(insert(resources), rows)
         self.conn.execute(insert(resource_history), [dict(r, method=method) for r in rows])
         self._insert_batches(batches)
@@ -507,6 +525,11 @@ class SqlResourceStore:
         self.registry = registry
         self.search_cache_seconds = search_cache_seconds
         self.max_cached_ids = max_cached_ids
+        self.commit_hooks: list[Callable[[_SqlWriteSession], None]] = []
+
+    def add_commit_hook(self, hook: Callable[[_SqlWriteSession], None]) -> None:
+        """Call hook(session) inside every write transaction, after its unit of work."""
+        self.commit_hooks.append(hook)
 
     @property
     def dialect(self) -> str:
@@ -529,7 +552,11 @@ class SqlResourceStore:
             try:
                 with self.engine.connect().execution_options(wraparound_write=True) as conn:
                     with conn.begin():
-                        return fn(_SqlWriteSession(conn, self.registry))
+                        session = _SqlWriteSession(conn, self.registry)
+                        result = fn(session)
+                        for hook in self.commit_hooks:
+                            hook(session)
+                        return result
             except RetryableConflict:
                 if attempt == MAX_WRITE_ATTEMPTS:
                     raise
