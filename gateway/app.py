@@ -108,6 +108,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     national.init_app(app)
     identity.init_app(app)
+    from gateway import outbox
+
+    outbox.init_app(app)
     _register_health(app)
     _register_errors(app)
     _register_request_log(app)

@@ -35,6 +35,16 @@
 | WRAPAROUND_CPIS_INBOUND_REQUIRE_SIGNATURE | refuse unsigned inbound notifications (true/false) | true in production, else false |
 | WRAPAROUND_DB_POOL_SIZE | PostgreSQL connections kept per process (0: open one per unit of work) | 10 |
 | WRAPAROUND_RATE_LIMIT_PER_MINUTE | requests per client per minute per process (0: off) | 6000 |
+| WRAPAROUND_OUTBOX_CPIS_UPLOAD | queue a CP-IS upload when a plan changes (true/false) | true |
+| WRAPAROUND_OUTBOX_LEASE_SECONDS | how long a worker holds a claimed message | 30 |
+| WRAPAROUND_OUTBOX_MAX_ATTEMPTS | attempts before a retryable message is dead-lettered | 12 |
+| WRAPAROUND_OUTBOX_BACKOFF_SECONDS | first retry delay (doubles per attempt, with jitter) | 1 |
+| WRAPAROUND_OUTBOX_BACKOFF_CAP_SECONDS | longest retry delay | 600 |
+| WRAPAROUND_OUTBOX_BREAKER_FAILURES | consecutive failures that open a destination's breaker | 5 |
+| WRAPAROUND_OUTBOX_BREAKER_SECONDS | how long an open breaker waits before a probe | 30 |
+| WRAPAROUND_SUBSCRIPTION_HOSTS | hosts rest-hook endpoints may name (comma-separated) | 127.0.0.1,localhost outside production, none in production |
+| WRAPAROUND_SUBSCRIPTION_ERROR_AFTER | consecutive failed notifications that set a Subscription to error | 3 |
+| WRAPAROUND_SUBSCRIPTION_TIMEOUT | seconds a subscriber endpoint may take to answer | 5 |
 """
 from __future__ import annotations
 
@@ -92,6 +102,24 @@ class Settings:
     cpis_inbound_password: str | None = None
     cpis_inbound_cert: Path | None = None
     cpis_inbound_require_signature: bool | None = None  # None: required in production only
+    # Reliable delivery (the outbox and its workers) and Subscriptions.
+    outbox_cpis_upload: bool = True
+    outbox_lease_seconds: float = 30.0
+    outbox_max_attempts: int = 12
+    outbox_backoff_seconds: float = 1.0
+    outbox_backoff_cap_seconds: float = 600.0
+    outbox_breaker_failures: int = 5
+    outbox_breaker_seconds: float = 30.0
+    subscription_hosts: tuple[str, ...] | None = None  # None: loopback outside production
+    subscription_error_after: int = 3
+    subscription_timeout: float = 5.0
+
+    @property
+    def subscription_allowed_hosts(self) -> tuple[str, ...]:
+        """Return the hosts a Subscription's rest-hook endpoint may name."""
+        if self.subscription_hosts is not None:
+            return self.subscription_hosts
+        return () if self.is_production else ("127.0.0.1", "localhost")
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with the given fields changed."""
@@ -212,6 +240,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cpis_inbound_cert=(Path(env_map["WRAPAROUND_CPIS_INBOUND_CERT"])
                            if env_map.get("WRAPAROUND_CPIS_INBOUND_CERT") else None),
         cpis_inbound_require_signature=_bool(env_map, "WRAPAROUND_CPIS_INBOUND_REQUIRE_SIGNATURE"),
+        outbox_cpis_upload=_bool(env_map, "WRAPAROUND_OUTBOX_CPIS_UPLOAD") is not False,
+        outbox_lease_seconds=_float(env_map, "WRAPAROUND_OUTBOX_LEASE_SECONDS", 30.0),
+        outbox_max_attempts=_int(env_map, "WRAPAROUND_OUTBOX_MAX_ATTEMPTS", 12, minimum=1),
+        outbox_backoff_seconds=_float(env_map, "WRAPAROUND_OUTBOX_BACKOFF_SECONDS", 1.0),
+        outbox_backoff_cap_seconds=_float(env_map, "WRAPAROUND_OUTBOX_BACKOFF_CAP_SECONDS", 600.0),
+        outbox_breaker_failures=_int(env_map, "WRAPAROUND_OUTBOX_BREAKER_FAILURES", 5, minimum=1),
+        outbox_breaker_seconds=_float(env_map, "WRAPAROUND_OUTBOX_BREAKER_SECONDS", 30.0),
+        subscription_hosts=(tuple(h.strip().lower() for h in
+                                  env_map["WRAPAROUND_SUBSCRIPTION_HOSTS"].split(",") if h.strip())
+                            if "WRAPAROUND_SUBSCRIPTION_HOSTS" in env_map else None),
+        subscription_error_after=_int(env_map, "WRAPAROUND_SUBSCRIPTION_ERROR_AFTER", 3,
+                                      minimum=1),
+        subscription_timeout=_float(env_map, "WRAPAROUND_SUBSCRIPTION_TIMEOUT", 5.0),
     )
     check_settings(settings)
     return settings
@@ -240,5 +281,9 @@ def check_settings(settings: Settings) -> None:
     if not all((settings.la_ods_code, settings.la_name, settings.la_office_phone,
                 settings.la_emergency_phone)):
         raise ConfigError("the WRAPAROUND_LA_* settings must not be empty")
+    if min(settings.outbox_lease_seconds, settings.outbox_backoff_seconds,
+           settings.outbox_breaker_seconds, settings.subscription_timeout) <= 0:
+        raise ConfigError("the WRAPAROUND_OUTBOX_* and WRAPAROUND_SUBSCRIPTION_TIMEOUT durations "
+                          "must be positive")
     if settings.cpis_inbound_cert is not None and not settings.cpis_inbound_cert.is_file():
         raise ConfigError("WRAPAROUND_CPIS_INBOUND_CERT must name a readable PEM file")

@@ -39,6 +39,10 @@ def _register() -> None:
     from gateway.cli import mocks as _mocks
 
     main.add_command(_mocks.mocks)
+    from gateway.cli import outbox as _outbox
+
+    main.add_command(_outbox.worker)
+    main.add_command(_outbox.outbox)
 
 
 _register()

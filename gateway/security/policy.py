@@ -45,6 +45,7 @@ class AgencyPolicy:
     break_glass: bool = False
     sources: frozenset[str] = field(default_factory=frozenset)
     national: frozenset[str] = field(default_factory=frozenset)
+    operate: frozenset[str] = field(default_factory=frozenset)
 
     def read_rules(self, res_type: str) -> tuple[tuple[Any, ...], ...] | None:
         """Return the rules admitting resources of a type, or None when none are readable."""
@@ -112,6 +113,7 @@ class Policy:
                 break_glass=bool(spec.get("break_glass", False)),
                 sources=frozenset(spec.get("sources") or ()),
                 national=frozenset(spec.get("national") or ()),
+                operate=frozenset(spec.get("operate") or ()),
             )
         return cls(agencies)
 
@@ -142,6 +144,10 @@ class Policy:
             raise Forbidden(f"the token's scopes do not permit {interaction} on {res_type}")
 
     # -- national services ------------------------------------------------------------------
+    def may_operate(self, caller: Caller, what: str) -> bool:
+        """Return True when the caller may operate a part of the gateway (outbox, metrics)."""
+        return caller.system or what in self.agency(caller.agency).operate
+
     def may_call_national(self, caller: Caller, service: str) -> bool:
         """Return True when the caller's agency may call a national service (pds, cpis, ...)."""
         return caller.system or service in self.agency(caller.agency).national

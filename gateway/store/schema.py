@@ -6,6 +6,7 @@ and compare the same way on SQLite and PostgreSQL and match the date search inde
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -251,6 +252,65 @@ identity_history = Table(
     Index("ix_identity_history_source", "source_id", "at"),
     Index("ix_identity_history_golden", "golden_id", "at"),
     Index("ix_identity_history_previous", "previous_golden", "at"),
+)
+
+# The transactional outbox: messages to national services and subscribers, written in the
+# transaction of the change that causes them. `seq` orders them (per ordering key); `id` is the
+# stable message id every attempt reuses; `lease_token` fences a worker whose lease has expired.
+outbox_messages = Table(
+    "outbox_messages",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("destination", String(128), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("ordering_key", String(200), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created", String(TS_LEN), nullable=False),
+    Column("next_attempt", String(TS_LEN), nullable=False),
+    Column("updated", String(TS_LEN), nullable=False),
+    Column("delivered", String(TS_LEN), nullable=True),
+    Column("last_error", String(512), nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", String(TS_LEN), nullable=True),
+    Column("lease_token", Integer, nullable=False, default=0),
+    Column("agency", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Index("ix_outbox_state_next", "state", "next_attempt"),
+    Index("ix_outbox_key_seq", "ordering_key", "seq"),
+    Index("ix_outbox_destination_state", "destination", "state"),
+)
+
+# One circuit breaker per destination, shared by every worker process.
+outbox_breakers = Table(
+    "outbox_breakers",
+    metadata,
+    Column("destination", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),  # closed, open, half-open
+    Column("failures", Integer, nullable=False, default=0),
+    Column("opened", String(TS_LEN), nullable=True),
+    Column("probe_at", String(TS_LEN), nullable=True),
+    Column("updated", String(TS_LEN), nullable=False),
+)
+
+# The active FHIR Subscriptions, kept beside the resources so that every write transaction can
+# find the ones its changes may match with one indexed query.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(ID_LEN), primary_key=True),
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("criteria", Text, nullable=False),
+    Column("endpoint", String(1024), nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("payload", String(64), nullable=True),
+    Column("agency", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Index("ix_subscriptions_type_status", "res_type", "status"),
 )
 
 INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference, idx_number, idx_uri)

@@ -18,7 +18,7 @@ CASE_NOTE = {"resourceType": "Communication", "status": "completed",
 def _sample_path(rule: Any, ids: dict[str, str]) -> str:
     path = rule.rule
     values = {"res_type": "Communication", "res_id": ids["Communication"], "version": "1",
-              "source": "social-care", "rest": "Communication/x/y/z"}
+              "source": "social-care", "rest": "Communication/x/y/z", "message_id": "x"}
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: values[m.group(1)], path)
 
 
