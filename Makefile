@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 MOCKS_PORT ?= 8090
+SUBSCRIBER_PORT ?= 8091
 
 .PHONY: run test venv bench clean
 
@@ -21,7 +22,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/wraparound demo --host $(HOST) --port $(PORT) --mocks-port $(MOCKS_PORT)
+	$(BIN)/wraparound demo --host $(HOST) --port $(PORT) --mocks-port $(MOCKS_PORT) \
+		--subscriber-port $(SUBSCRIBER_PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

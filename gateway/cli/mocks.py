@@ -37,3 +37,16 @@ def serve(host: str, port: int, seed_dir: Path | None, cpis_callback_url: str | 
         f"mock national server on http://{host}:{port} (PDS at /spine/pds, CP-IS at /spine/cpis)"
     )
     serve_forever(host, port, settings=settings)
+
+
+@mocks.command("subscriber")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8091, show_default=True, type=int, help="Port to bind.")
+def subscriber(host: str, port: int) -> None:
+    """Serve a stand-in local system receiving Subscription notifications at /hook."""
+    from werkzeug.serving import make_server
+
+    from gateway.outbox.localsystem import create_subscriber_app
+
+    click.echo(f"stand-in subscriber on http://{host}:{port}/hook (what arrived: /received)")
+    make_server(host, port, create_subscriber_app(), threaded=True).serve_forever()

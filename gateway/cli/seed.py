@@ -64,8 +64,11 @@ def seed(samples: bool) -> None:
             continue
         from gateway.security.policy import default_scopes
 
+        scopes = default_scopes(agency)
+        if not scopes:
+            continue  # an agency that only operates the gateway (outbox, metrics) reads no data
         _, jwks = _demo_key(key_dir, client_id)
-        services.tokens.add_client(client_id, agency, default_scopes(agency), jwks,
+        services.tokens.add_client(client_id, agency, scopes, jwks,
                                    description=f"demo client of the {agency} agency")
         click.echo(f"registered {client_id} (private key {key_dir / (client_id + '.pem')})")
     if not samples:

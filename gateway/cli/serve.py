@@ -127,9 +127,12 @@ def _wait_http(url: str, timeout: float = 30.0) -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option("--mocks-port", type=int, default=8090, show_default=True)
+@click.option("--subscriber-port", type=int, default=8091, show_default=True,
+              help="Port of the stand-in local system that receives Subscription notifications.")
 @click.option("--workers", type=int, default=2, show_default=True)
-def demo(host: str, port: int, mocks_port: int, workers: int) -> None:
-    """Run the demo: mock national services, the gateway on SQLite, and seeded data."""
+def demo(host: str, port: int, mocks_port: int, subscriber_port: int, workers: int) -> None:
+    """Run the demo: mock national services, the gateway on SQLite, an outbox worker, a
+    stand-in subscriber, and seeded data."""
     from gateway.cli import main
 
     env = dict(os.environ)
@@ -145,12 +148,21 @@ def demo(host: str, port: int, mocks_port: int, workers: int) -> None:
             click.echo("the mock national services did not start", err=True)
         else:
             click.echo(f"Mock national services: http://127.0.0.1:{mocks_port}")
+        subscriber = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "mocks", "subscriber", "--host", "127.0.0.1",
+             "--port", str(subscriber_port)], env=env)
+        children.append(subscriber)
+        if _wait_http(f"http://127.0.0.1:{subscriber_port}/health"):
+            click.echo(f"Stand-in subscriber: http://127.0.0.1:{subscriber_port}/hook")
     if "seed" in main.commands:
         subprocess.run([sys.executable, "-m", "gateway.cli", "seed"], env=env, check=False)
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--host", host, "--port", str(port),
          "--workers", str(workers)], env=env)
     children.append(gateway)
+    if "worker" in main.commands:
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "worker", "--threads", "2"], env=env))
     if _wait_http(f"http://{host}:{port}/healthz"):
         click.echo(f"Wraparound gateway: http://{host}:{port}/fhir (Ctrl-C stops)")
         click.echo("A token for trying it: TOKEN=$(.venv/bin/wraparound dev-token "
