@@ -26,4 +26,6 @@ WORKDIR /var/lib/wraparound
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
+# The same image runs the outbox workers: `docker run ... wraparound worker --threads 4`
+# (as many containers as needed against one PostgreSQL database; no port, no healthcheck needed).
 CMD ["wraparound", "serve"]

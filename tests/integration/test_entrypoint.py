@@ -14,6 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.store import head_revision
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +74,18 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/cli.sqlite"
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"WRAPAROUND_DATABASE_URL": url})
     assert result.exit_code == 0, result.output
-    assert "schema at revision 0003" in result.output
+    head = head_revision()
+    assert f"schema at revision {head}" in result.output
     again = CliRunner().invoke(main, ["db", "current"], env={"WRAPAROUND_DATABASE_URL": url})
-    assert again.output.strip() == "0003"
+    assert again.output.strip() == head
+
+
+def test_image_runs_the_outbox_worker(tmp_path: Path) -> None:
+    """`wraparound worker` with the image's configuration: the same image, another command."""
+    assert "wraparound worker" in _dockerfile()
+    env = _docker_env(tmp_path, free_port())
+    exe = shutil.which("wraparound", path=str(Path(sys.executable).parent)) or "wraparound"
+    done = subprocess.run([exe, "worker", "--once"], env=env, cwd=tmp_path, timeout=120,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "handled 0 message(s)" in done.stdout
