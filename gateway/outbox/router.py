@@ -42,10 +42,10 @@ class Router:
         changes = [c for c in tx.changes if c.res_type not in QUIET_TYPES]
         if not changes:
             return
+        caller = _current_caller.get()
         for change in changes:
             if change.res_type == "Subscription":
-                self.index.sync_in(tx, change)
-        caller = _current_caller.get()
+                self.index.sync_in(tx, change, strict=caller is not None and not caller.system)
         audit = current_audit()
         agency = caller.agency if caller is not None else None
         request_id = audit.request_id if audit is not None else None

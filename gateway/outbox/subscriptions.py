@@ -126,15 +126,25 @@ class SubscriptionIndex:
         self.allowed_hosts = allowed_hosts
 
     # -- keeping the table -------------------------------------------------------------------
-    def sync_in(self, tx: Any, change: Change) -> None:
-        """Reflect one Subscription write in the table (activating a `requested` one)."""
+    def sync_in(self, tx: Any, change: Change, *, strict: bool = True) -> None:
+        """Reflect one Subscription write in the table (activating a `requested` one).
+
+        `strict` (a client's write) refuses a Subscription the gateway cannot serve; otherwise
+        (the gateway's own status updates) such a Subscription just stops being served.
+        """
         t = subscriptions
         resource = change.resource
         status = (resource or {}).get("status")
         if resource is None or status == "off":
             tx.conn.execute(delete(t).where(t.c.id == change.res_id))
             return
-        criteria, channel = _check(self.registry, resource, self.allowed_hosts)
+        try:
+            criteria, channel = _check(self.registry, resource, self.allowed_hosts)
+        except SubscriptionRejected:
+            if strict:
+                raise
+            tx.conn.execute(delete(t).where(t.c.id == change.res_id))
+            return
         if status == "requested":
             status = "active"
             stored = tx.get_for_update("Subscription", change.res_id)
