@@ -61,7 +61,7 @@ class Breakers:
                     taken.append(destination)
             return taken
 
-        return self.store.write(_take)  # type: ignore[no-any-return]
+        return self.store.write(_take)
 
     def release_probe(self, destination: str) -> None:
         """Give a probe back unused (nothing was waiting): the next message may probe at once."""

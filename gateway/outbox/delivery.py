@@ -171,14 +171,15 @@ def deliver_notification(message: Claimed, ctx: DeliveryContext) -> str:
         if content is None:
             return "not sent: the subscriber's agency may not see this resource"
         headers["Content-Type"] = "application/fhir+json"
-        url = f"{sub.endpoint.rstrip('/')}/{p['type']}/{p['id']}"
-        call = lambda: ctx.http.put(url, data=content.encode("utf-8"), headers=headers,  # noqa: E731
-                                    timeout=timeout, allow_redirects=False)
+        method, url = "PUT", f"{sub.endpoint.rstrip('/')}/{p['type']}/{p['id']}"
+        body: bytes | None = content.encode("utf-8")
     else:
-        call = lambda: ctx.http.post(sub.endpoint, headers=headers, timeout=timeout,  # noqa: E731
-                                     allow_redirects=False)
+        method, url, body = "POST", sub.endpoint, None
     try:
-        response = call()
+        # The body is never read (stream, then close): a subscriber cannot hold a worker by
+        # trickling an answer; the status line is all that counts.
+        response = ctx.http.request(method, url, data=body, headers=headers, timeout=timeout,
+                                    allow_redirects=False, stream=True)
     except requests.Timeout as exc:
         raise Timeout("the subscriber did not answer in time", service="subscription",
                       operation="notify") from exc
@@ -206,5 +207,12 @@ def deliverer_for(destination: str,
     return table.get(name)
 
 
-__all__ = ["CPIS", "DeliveryContext", "Deliverer", "cpis_uploads_in", "deliver_cpis_upload",
-           "deliver_notification", "deliverer_for"]
+__all__ = [
+    "CPIS",
+    "Deliverer",
+    "DeliveryContext",
+    "cpis_uploads_in",
+    "deliver_cpis_upload",
+    "deliver_notification",
+    "deliverer_for",
+]

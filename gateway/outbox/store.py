@@ -102,7 +102,7 @@ class Outbox:
 
     def enqueue(self, messages: Sequence[Message]) -> list[str]:
         """Queue messages in a transaction of their own."""
-        return self.store.write(lambda tx: self.enqueue_in(tx, messages))  # type: ignore[no-any-return]
+        return self.store.write(lambda tx: self.enqueue_in(tx, messages))
 
     # -- claim ---------------------------------------------------------------------------------
     def claim(self, owner: str, limit: int = 10, *, blocked: Sequence[str] = (),
@@ -141,7 +141,7 @@ class Outbox:
                             orjson.loads(row.payload), row.attempts, row.lease_token,
                             row.created, row.agency, row.request_id) for row in rows]
 
-        return self.store.write(_claim)  # type: ignore[no-any-return]
+        return self.store.write(_claim)
 
     # -- settle (fenced) -----------------------------------------------------------------------
     def _settle(self, tx: Any, message: Claimed, **values: Any) -> bool:
@@ -198,7 +198,7 @@ class Outbox:
                     state=PENDING, attempts=0, next_attempt=now, updated=now, delivered=None))
             return [r.id for r in rows]
 
-        return self.store.write(_replay)  # type: ignore[no-any-return]
+        return self.store.write(_replay)
 
     def get(self, message_id: str) -> dict[str, Any] | None:
         """Return one message's delivery record (no payload), or None."""

@@ -103,12 +103,13 @@ def replay_one(message_id: str) -> Response:
 def replay_many() -> Response:
     """Put every dead letter matching the filters back to pending."""
     _require("outbox")
-    filters = {"destination": request.args.get("destination") or None,
-               "error": request.args.get("error") or None,
-               "since": _instant("since"), "until": _instant("until")}
-    if not any(filters.values()) and request.args.get("all") != "true":
+    destination = request.args.get("destination") or None
+    error = request.args.get("error") or None
+    since, until = _instant("since"), _instant("until")
+    if not any((destination, error, since, until)) and request.args.get("all") != "true":
         raise BadRequest("name a filter (destination, error, since, until) or all=true")
-    ids = get_outbox().outbox.replay(**filters)
+    ids = get_outbox().outbox.replay(destination=destination, error=error, since=since,
+                                     until=until)
     return _json({"replayed": len(ids), "ids": ids[:1000]})
 
 

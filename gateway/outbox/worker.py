@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 
 from connectors.errors import ConfigurationError, ConnectorError, Unavailable
 from gateway.outbox.breaker import Breakers
-from gateway.outbox.delivery import DeliveryContext, Deliverer, deliverer_for
+from gateway.outbox.delivery import Deliverer, DeliveryContext, deliverer_for
 from gateway.outbox.store import Claimed, Outbox, timestamp
 from gateway.store.schema import subscriptions
 from gateway.store.sql import to_instant, utc_now
@@ -103,7 +103,7 @@ class Worker:
         while not stop.is_set():
             try:
                 handled = self.run_once()
-            except Exception:  # noqa: BLE001 - the database may be restarting: back off, go on
+            except Exception:
                 log.warning("outbox worker %s: claim failed; retrying", self.owner,
                             exc_info=log.isEnabledFor(logging.DEBUG))
                 stop.wait(1.0)
@@ -171,7 +171,7 @@ class Worker:
 
     def delay(self, attempts: int) -> float:
         """Return the backoff before the next attempt: exponential, capped, half of it jittered."""
-        ceiling = min(self.backoff_cap, self.backoff * (2 ** max(attempts - 1, 0)))
+        ceiling = min(self.backoff_cap, self.backoff * 2.0 ** max(attempts - 1, 0))
         return ceiling / 2 + self.rng() * ceiling / 2
 
     # -- Subscriptions: error after repeated failures, active again on success --------------------
@@ -248,7 +248,7 @@ class Worker:
 def _epoch(stored: str) -> float:
     from gateway.outbox.store import parse_timestamp
 
-    return parse_timestamp(stored).timestamp()
+    return float(parse_timestamp(stored).timestamp())
 
 
 class WorkerPool:
