@@ -51,7 +51,7 @@ def mock_url() -> Iterator[str]:
 def mock(mock_url: str) -> Iterator[str]:
     """The mock's base URL, with faults cleared and state reset after the test."""
     yield mock_url
-    requests.post(f"{mock_url}/admin/reset", timeout=5).raise_for_status()
+    requests.post(f"{mock_url}/admin/reset", timeout=30).raise_for_status()
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def inject(mock: str) -> Callable[..., dict[str, Any]]:
     """Inject a fault into the mock: inject(service="pds", kind="hang", seconds=2, ...)."""
 
     def add(**fault: Any) -> dict[str, Any]:
-        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=5)
+        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=30)
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()
         return data
@@ -190,7 +190,7 @@ class Receiver:
     refused: list[str] = field(default_factory=list)
     seen_ids: set[str] = field(default_factory=set)
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[AccessNotification]:
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[AccessNotification]:
         deadline = time.monotonic() + timeout
         while len(self.received) < count and time.monotonic() < deadline:
             time.sleep(0.01)

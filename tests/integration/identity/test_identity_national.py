@@ -44,13 +44,13 @@ def settings(db_url: str, tmp_path: Path, national: str) -> Iterator[Settings]:
     yield Settings(env="test", data_dir=tmp_path, database_url=db_url, national_url=national,
                    national_connect_timeout=1.0, national_read_timeout=2.0,
                    national_call_timeout=3.0)
-    requests.post(f"{national}/admin/reset", timeout=5).raise_for_status()
+    requests.post(f"{national}/admin/reset", timeout=30).raise_for_status()
 
 
 @pytest.fixture
 def inject(national: str) -> Callable[..., None]:
     def add(**fault: Any) -> None:
-        resp = requests.post(f"{national}/admin/faults", json=fault, timeout=5)
+        resp = requests.post(f"{national}/admin/faults", json=fault, timeout=30)
         assert resp.status_code == 201, resp.text
 
     return add

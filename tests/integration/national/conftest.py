@@ -35,7 +35,7 @@ def national_mock() -> Iterator[str]:
 def mock(national_mock: str) -> Iterator[str]:
     """The mock's base URL, with its faults cleared and its state reset after the test."""
     yield national_mock
-    requests.post(f"{national_mock}/admin/reset", timeout=5).raise_for_status()
+    requests.post(f"{national_mock}/admin/reset", timeout=30).raise_for_status()
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def inject(mock: str) -> Callable[..., dict[str, Any]]:
     """Inject a fault into the mock: inject(service="pds", kind="hang", ...)."""
 
     def add(**fault: Any) -> dict[str, Any]:
-        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=5)
+        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=30)
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()
         return data
@@ -64,7 +64,7 @@ def mock_state(mock: str) -> Callable[[str], dict[str, Any]]:
     """Return a service's admin state from the mock (counts, notification deliveries)."""
 
     def state(service: str) -> dict[str, Any]:
-        data: dict[str, Any] = requests.get(f"{mock}/admin/services/{service}", timeout=5).json()
+        data: dict[str, Any] = requests.get(f"{mock}/admin/services/{service}", timeout=30).json()
         return data
 
     return state

@@ -32,7 +32,7 @@ def national_mock() -> Iterator[str]:
 def mock(national_mock: str) -> Iterator[str]:
     """The mock's base URL, with its faults cleared and its state reset after the test."""
     yield national_mock
-    requests.post(f"{national_mock}/admin/reset", timeout=5).raise_for_status()
+    requests.post(f"{national_mock}/admin/reset", timeout=30).raise_for_status()
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def inject(mock: str) -> Callable[..., dict[str, Any]]:
     """Inject a fault into the mock: inject(service="cpis", kind="http_error", ...)."""
 
     def add(**fault: Any) -> dict[str, Any]:
-        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=5)
+        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=30)
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()
         return data
