@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from connectors.mockserver import run_in_thread
 from gateway.config import Settings
 
 
@@ -19,14 +17,6 @@ def db_url(tmp_path: Path, sqlite_template: Path) -> str:
     target = tmp_path / "wraparound.sqlite"
     shutil.copy(sqlite_template, target)
     return f"sqlite:///{target}"
-
-
-@pytest.fixture(scope="session")
-def mock_url() -> Iterator[str]:
-    """Start the mock national services on a free loopback port (the suites change no state)."""
-    base_url, stop = run_in_thread("127.0.0.1", 0)
-    yield base_url
-    stop()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -31,40 +30,11 @@ from connectors.cpis import (
     parse_access_notification,
 )
 from connectors.errors import ConnectorError
-from connectors.mockserver import run_in_thread
 from connectors.pds import PdsClient, build_pds_client
 from connectors.soap import SoapSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 SEED = ROOT / "fixtures" / "national"
-
-
-@pytest.fixture(scope="session")
-def mock_url() -> Iterator[str]:
-    """Start the mock national server on a free loopback port for the whole session."""
-    base_url, stop = run_in_thread("127.0.0.1", 0)
-    yield base_url
-    stop()
-
-
-@pytest.fixture
-def mock(mock_url: str) -> Iterator[str]:
-    """The mock's base URL, with faults cleared and state reset after the test."""
-    yield mock_url
-    requests.post(f"{mock_url}/admin/reset", timeout=30).raise_for_status()
-
-
-@pytest.fixture
-def inject(mock: str) -> Callable[..., dict[str, Any]]:
-    """Inject a fault into the mock: inject(service="pds", kind="hang", seconds=2, ...)."""
-
-    def add(**fault: Any) -> dict[str, Any]:
-        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=30)
-        assert response.status_code == 201, response.text
-        data: dict[str, Any] = response.json()
-        return data
-
-    return add
 
 
 def soap_settings(url: str, **overrides: Any) -> SoapSettings:

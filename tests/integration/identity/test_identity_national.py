@@ -15,7 +15,6 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from connectors.mockserver import run_in_thread
 from gateway.config import Settings
 from gateway.identity.service import as_gateway
 from gateway.security.context import Caller, acting_as
@@ -25,11 +24,9 @@ from tests.integration.identity.conftest import golden_of, identity_of, store_ch
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 
 
-@pytest.fixture(scope="module")
-def national() -> Iterator[str]:
-    base_url, stop = run_in_thread("127.0.0.1", 0)
-    yield base_url
-    stop()
+@pytest.fixture
+def national(national_mock: str) -> str:
+    return national_mock
 
 
 @pytest.fixture

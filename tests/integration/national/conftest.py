@@ -3,7 +3,7 @@ pointed at it with short timeouts, and helpers for the seeded children."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,6 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from connectors.mockserver import run_in_thread
 from gateway.config import Settings
 from tests.conftest import client_as
 
@@ -23,40 +22,12 @@ NHS = "https://fhir.nhs.uk/Id/nhs-number"
 CONNECT_TIMEOUT, READ_TIMEOUT, CALL_TIMEOUT = 1.0, 1.5, 3.0
 
 
-@pytest.fixture(scope="session")
-def national_mock() -> Iterator[str]:
-    """Start the mock national server on a free loopback port for the whole session."""
-    base_url, stop = run_in_thread("127.0.0.1", 0)
-    yield base_url
-    stop()
-
-
-@pytest.fixture
-def mock(national_mock: str) -> Iterator[str]:
-    """The mock's base URL, with its faults cleared and its state reset after the test."""
-    yield national_mock
-    requests.post(f"{national_mock}/admin/reset", timeout=30).raise_for_status()
-
-
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path, mock: str) -> Settings:
     """Test settings: a clean database and the session's mock national server."""
     return Settings(env="test", data_dir=tmp_path, database_url=db_url, national_url=mock,
                     national_connect_timeout=CONNECT_TIMEOUT,
                     national_read_timeout=READ_TIMEOUT, national_call_timeout=CALL_TIMEOUT)
-
-
-@pytest.fixture
-def inject(mock: str) -> Callable[..., dict[str, Any]]:
-    """Inject a fault into the mock: inject(service="pds", kind="hang", ...)."""
-
-    def add(**fault: Any) -> dict[str, Any]:
-        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=30)
-        assert response.status_code == 201, response.text
-        data: dict[str, Any] = response.json()
-        return data
-
-    return add
 
 
 @pytest.fixture

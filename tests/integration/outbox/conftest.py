@@ -5,34 +5,16 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 from flask import Flask, Request, Response
 from werkzeug.serving import make_server
 
-from connectors.mockserver import run_in_thread
 from gateway.cli.outbox import build_workers
 from gateway.config import Settings
 from gateway.outbox import EXTENSION, OutboxServices
 from gateway.outbox.worker import Worker
 from tests.conftest import free_port
-
-
-@pytest.fixture(scope="session")
-def national_mock() -> Iterator[str]:
-    """Start the mock national server on a free loopback port for the whole session."""
-    base_url, stop = run_in_thread("127.0.0.1", 0)
-    yield base_url
-    stop()
-
-
-@pytest.fixture
-def mock(national_mock: str) -> Iterator[str]:
-    """The mock's base URL, with its faults cleared and its state reset after the test."""
-    yield national_mock
-    requests.post(f"{national_mock}/admin/reset", timeout=30).raise_for_status()
 
 
 @pytest.fixture
@@ -44,19 +26,6 @@ def settings(db_url: str, tmp_path: Path, mock: str) -> Settings:
                     outbox_backoff_seconds=0.05, outbox_backoff_cap_seconds=0.2,
                     outbox_breaker_failures=3, outbox_breaker_seconds=0.3,
                     outbox_lease_seconds=10.0, subscription_timeout=1.0)
-
-
-@pytest.fixture
-def inject(mock: str) -> Callable[..., dict[str, Any]]:
-    """Inject a fault into the mock: inject(service="cpis", kind="http_error", ...)."""
-
-    def add(**fault: Any) -> dict[str, Any]:
-        response = requests.post(f"{mock}/admin/faults", json=fault, timeout=30)
-        assert response.status_code == 201, response.text
-        data: dict[str, Any] = response.json()
-        return data
-
-    return add
 
 
 @dataclass
