@@ -13,9 +13,13 @@ from zeep.wsdl import Document
 from connectors.contactpoint import messages as m
 from connectors.contactpoint.errors import CONTACTPOINT_FAULTS, ReasonRequired, refined
 from connectors.contactpoint.models import (
+    FEED_ACTIONS,
+    MAX_FEED_RECORDS,
     SERVICES,
     AccessLogEntry,
     ChildRecord,
+    FeedAcknowledgement,
+    FeedRecord,
     IndexAccessor,
     IndicatorState,
     Involvement,
@@ -289,6 +293,97 @@ class ContactPointClient:
             accessor=_accessor(accessor),
             indexId=index_id,
         )
+
+
+    def set_lead_professional(
+        self,
+        index_id: str,
+        involvement_id: str,
+        *,
+        accessor: IndexAccessor,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Involvement:
+        """Make an open involvement the child's lead professional (the others stop being lead)."""
+        operation = "setLeadProfessional"
+        _check_index_id(index_id, operation)
+        if not involvement_id.strip():
+            raise _invalid("the involvement id is required", operation)
+        return self._call(
+            operation,
+            m.read_involvement_ack,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            accessor=_accessor(accessor),
+            indexId=index_id,
+            involvementId=involvement_id.strip()[:200],
+        )
+
+    def feed(
+        self,
+        feed_id: str,
+        records: Sequence[FeedRecord],
+        *,
+        accessor: IndexAccessor,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> FeedAcknowledgement:
+        """Send the local authority's feed: each record is created or updated and acknowledged
+        on its own (a rejected record is in the acknowledgement, not a fault)."""
+        operation = "feedChildren"
+        if not feed_id.strip():
+            raise _invalid("the feed id is required", operation)
+        if not 1 <= len(records) <= MAX_FEED_RECORDS:
+            raise _invalid(f"a feed carries 1 to {MAX_FEED_RECORDS} records", operation)
+        return self._call(
+            operation,
+            m.read_feed_ack,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            accessor=_accessor(accessor),
+            feedId=feed_id.strip()[:200],
+            record=[_feed_record(r, operation) for r in records],
+        )
+
+
+def _feed_record(record: FeedRecord, operation: str) -> dict[str, Any]:
+    if record.action not in FEED_ACTIONS:
+        raise _invalid("a feed record's action is create or update", operation)
+    if record.action == "update" and record.index_id is None:
+        raise _invalid("an update names the child by index id", operation)
+    if record.index_id is not None:
+        _check_index_id(record.index_id, operation)
+    if record.gender not in GENDERS:
+        raise _invalid("gender must be male, female, other or unknown", operation)
+    if not record.given or not record.family.strip() or not record.record_id.strip():
+        raise _invalid("a feed record needs its id, a given and a family name", operation)
+    body: dict[str, Any] = {
+        "recordId": record.record_id.strip()[:200],
+        "action": record.action,
+        **_optional(indexId=record.index_id),
+        "given": [g[:200] for g in record.given[:3]],
+        "family": record.family[:200],
+        "birthDate": record.birth_date,
+        "gender": record.gender,
+        **_optional(nhsNumber=record.nhs_number, upn=record.upn),
+    }
+    if record.address_lines:
+        body["address"] = {
+            "line": [line[:200] for line in record.address_lines[:5]],
+            **_optional(postcode=record.postcode),
+        }
+    if record.carers:
+        body["carer"] = [
+            {
+                "given": c.given[:200],
+                "family": c.family[:200],
+                "relationship": c.relationship[:200],
+                "parentalResponsibility": c.parental_responsibility,
+                **_optional(phone=c.phone),
+            }
+            for c in record.carers[:10]
+        ]
+    return body
 
 
 def build_contactpoint_client(

@@ -12,6 +12,8 @@ from connectors.contactpoint.models import (
     Carer,
     ChildRecord,
     ChildSummary,
+    FeedAcknowledgement,
+    FeedRecordAck,
     IndexAccessor,
     IndicatorState,
     Involvement,
@@ -30,6 +32,7 @@ __all__ = [
     "read_access_log",
     "read_accessor",
     "read_child_record",
+    "read_feed_ack",
     "read_indicators",
     "read_involvement_ack",
     "read_search_response",
@@ -46,6 +49,8 @@ OPERATIONS = (
     "setCafIndicator",
     "setShielding",
     "getAccessLog",
+    "setLeadProfessional",
+    "feedChildren",
 )
 _X = f"{{{CP_NS}}}"
 
@@ -288,3 +293,28 @@ def read_access_log(node: etree._Element) -> tuple[AccessLogEntry, ...]:
             )
         )
     return tuple(entries)
+
+
+def read_feed_ack(node: etree._Element) -> FeedAcknowledgement:
+    """Read a FeedAcknowledgement."""
+    _expect(node, "FeedAcknowledgement")
+    try:
+        accepted = int(_req(node, "accepted"))
+        rejected = int(_req(node, "rejected"))
+    except ValueError as exc:
+        raise InvalidResponse("feed acknowledgement counts are not integers") from exc
+    records = tuple(
+        FeedRecordAck(
+            record_id=_req(r, "recordId"),
+            status=_req(r, "status"),
+            index_id=_text(r, "indexId"),
+            code=_text(r, "code"),
+            text=_text(r, "text"),
+        )
+        for r in node.findall(_X + "record")
+    )
+    if accepted + rejected != len(records):
+        raise InvalidResponse("feed acknowledgement counts do not match its records")
+    return FeedAcknowledgement(
+        feed_id=_req(node, "feedId"), accepted=accepted, rejected=rejected, records=records
+    )

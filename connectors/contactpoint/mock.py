@@ -12,7 +12,15 @@ Rules the mock enforces (and the tests rely on):
 - a sensitive service is recorded only with consent (ConsentRequired) and shown only where
   consent was recorded (otherwise as "contact the index team");
 - involvements of a shielded child change only by the index team (RecordShielded);
-- shielding and unshielding need a shielding role (NotAuthorised).
+- shielding and unshielding need a shielding role (NotAuthorised);
+- recording an involvement that is already open (same service, organisation and practitioner)
+  answers the open one, so a repeated delivery records nothing twice;
+- setLeadProfessional makes one open involvement the lead (the others stop being lead); an
+  ended one is a ValidationError, a sensitive one without consent ConsentRequired;
+- feedChildren needs a feed role (NotAuthorised); each record is created (matched first on NHS
+  number, then UPN: a match is updated), updated by index id, left unchanged when nothing
+  differs, or rejected with its own code (NotFound, RecordArchived, ValidationError) while the
+  other records are applied.
 """
 
 from __future__ import annotations
@@ -44,10 +52,11 @@ from connectors.soap.context import new_message_id
 from connectors.soap.server import build_envelope, build_fault
 from connectors.soap.wsse import utcnow
 
-__all__ = ["SHIELD_ROLES", "ContactPointMockService", "soundex"]
+__all__ = ["FEED_ROLES", "SHIELD_ROLES", "ContactPointMockService", "soundex"]
 
 _X = f"{{{m.CP_NS}}}"
 SHIELD_ROLES = frozenset({"shielding-officer", "index-team"})
+FEED_ROLES = frozenset({"la-data-feed", "index-team"})
 MAX_LOG = 200
 _KIND_CODES = {"invalid": "ValidationError", "security": "NotAuthorised",
                "unsupported": "ValidationError", "injected": "ValidationError"}
@@ -151,6 +160,9 @@ class ContactPointMockService:
             self.children = children
             self.investigations: list[dict[str, Any]] = []
             self.involvement_seq = 0
+            self.feeds = 0
+            self.feed_records = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+            self.next_index = max((int(i[2:]) for i in children), default=0) + 1
 
     def admin_state(self) -> dict[str, Any]:
         """Return counts (no personal data)."""
@@ -161,6 +173,9 @@ class ContactPointMockService:
                 "caf_indicators": sum(c.summary.caf_exists for c in self.children.values()),
                 "accesses": sum(len(c.log) for c in self.children.values()),
                 "investigations": [dict(i) for i in self.investigations],
+                "involvements": sum(len(c.involvements) for c in self.children.values()),
+                "feeds": self.feeds,
+                "feed_records": dict(self.feed_records),
             }
 
     def caf_indicator(self, index_id: str) -> bool | None:
@@ -387,9 +402,18 @@ class ContactPointMockService:
                 raise _Fault("ConsentRequired")
             if not (text("organisationName") or text("practitionerName")):
                 raise _Fault("ValidationError", "name the organisation or the practitioner")
+            same = next((i for i in child.involvements if not i.get("end_date")
+                         and i["service"] == service
+                         and i.get("organisation_name") == text("organisationName")
+                         and i.get("practitioner_name") == text("practitionerName")), None)
             if lead:
                 for raw in child.involvements:
                     raw["lead"] = False
+            if same is not None:  # already recorded: answer the open involvement
+                same["lead"] = lead or bool(same.get("lead"))
+                same["consent"] = consent or bool(same.get("consent"))
+                self._log(child, accessor, "recordInvolvement")
+                return self._ack(child, same)
             self.involvement_seq += 1
             raw = {"id": f"{child.summary.index_id}-N{self.involvement_seq}", "service": service,
                    "organisation_code": text("organisationCode"),
@@ -468,3 +492,110 @@ class ContactPointMockService:
                 etree.SubElement(node, _X + "shieldOverridden").text = (
                     "true" if entry.shield_overridden else "false")
             return log
+
+    def _setLeadProfessional(self, payload: etree._Element,
+                             accessor: IndexAccessor) -> etree._Element:
+        involvement_id = (payload.findtext(_X + "involvementId") or "").strip()
+        with self._lock:
+            child = self._child(payload)
+            if child.summary.shielded and accessor.role not in SHIELD_ROLES:
+                raise _Fault("RecordShielded")
+            raw = next((i for i in child.involvements if i["id"] == involvement_id), None)
+            if raw is None:
+                raise _Fault("NotFound", "no such involvement")
+            if raw.get("end_date"):
+                raise _Fault("ValidationError", "the involvement has ended")
+            if raw["service"] in SENSITIVE_SERVICES and not raw.get("consent"):
+                raise _Fault("ConsentRequired")
+            for other in child.involvements:
+                other["lead"] = False
+            raw["lead"] = True
+            self._log(child, accessor, "setLeadProfessional")
+            return self._ack(child, raw)
+
+    def _feedChildren(self, payload: etree._Element, accessor: IndexAccessor) -> etree._Element:
+        if accessor.role not in FEED_ROLES:
+            raise _Fault("NotAuthorised", "only the local authority's data feed may send a feed")
+        ack = self._root("FeedAcknowledgement")
+        etree.SubElement(ack, _X + "feedId").text = (payload.findtext(_X + "feedId") or "").strip()
+        accepted = etree.SubElement(ack, _X + "accepted")
+        rejected = etree.SubElement(ack, _X + "rejected")
+        counts = {"accepted": 0, "rejected": 0}
+        with self._lock:
+            self.feeds += 1
+            for node in payload.findall(_X + "record"):
+                record_id = (node.findtext(_X + "recordId") or "").strip()
+                try:
+                    status, index_id = self._feed_one(node, accessor)
+                    code = text = None
+                except _Fault as fault:
+                    status, index_id, code, text = "rejected", None, fault.code, fault.text
+                self.feed_records[status] += 1
+                counts["rejected" if status == "rejected" else "accepted"] += 1
+                out = etree.SubElement(ack, _X + "record")
+                etree.SubElement(out, _X + "recordId").text = record_id
+                etree.SubElement(out, _X + "status").text = status
+                if index_id:
+                    etree.SubElement(out, _X + "indexId").text = index_id
+                if code:
+                    etree.SubElement(out, _X + "code").text = code
+                    etree.SubElement(out, _X + "text").text = text
+        accepted.text = str(counts["accepted"])
+        rejected.text = str(counts["rejected"])
+        return ack
+
+    def _feed_one(self, node: etree._Element, accessor: IndexAccessor) -> tuple[str, str]:
+        def text(name: str, parent: etree._Element = node) -> str | None:
+            return (parent.findtext(_X + name) or "").strip() or None
+
+        action = text("action")
+        nhs, upn = text("nhsNumber"), text("upn")
+        if action == "update":
+            index_id = text("indexId")
+            child = self.children.get(index_id or "")
+            if child is None:
+                raise _Fault("NotFound")
+        else:
+            child = next((c for c in self.children.values()
+                          if nhs and c.summary.nhs_number == nhs), None) or next(
+                (c for c in self.children.values() if upn and c.summary.upn == upn), None)
+        if child is not None and child.archived:
+            raise _Fault("RecordArchived")
+        address = node.find(_X + "address")
+        lines = tuple((n.text or "").strip() for n in address.findall(_X + "line")) \
+            if address is not None else ()
+        postcode = text("postcode", address) if address is not None else None
+        birth = _day(text("birthDate"))
+        if birth is None or birth > self.clock().date():
+            raise _Fault("ValidationError", "the date of birth is missing or in the future")
+        carers = [{"given": text("given", c), "family": text("family", c),
+                   "relationship": text("relationship", c),
+                   "parental_responsibility": text("parentalResponsibility", c) in ("true", "1"),
+                   "phone": text("phone", c)} for c in node.findall(_X + "carer")]
+        fields = {"given": tuple((n.text or "").strip() for n in node.findall(_X + "given")),
+                  "family": text("family") or "", "birth_date": birth,
+                  "gender": text("gender") or "unknown"}
+        if child is None:
+            index_id = f"CP{self.next_index:08d}"
+            self.next_index += 1
+            summary = ChildSummary(index_id=index_id, nhs_number=nhs, upn=upn,
+                                   address_lines=lines, postcode=postcode, shielded=False,
+                                   caf_exists=False, **fields)
+            self.children[index_id] = _Child(summary=summary, carers=carers, involvements=[],
+                                             archived=False)
+            self._log(self.children[index_id], accessor, "feedChildren")
+            return "created", index_id
+        changes: dict[str, Any] = dict(fields)
+        if nhs:
+            changes["nhs_number"] = nhs
+        if upn:
+            changes["upn"] = upn
+        if address is not None:
+            changes["address_lines"], changes["postcode"] = lines, postcode
+        updated = replace(child.summary, **changes)
+        new_carers = carers or child.carers
+        if updated == child.summary and new_carers == child.carers:
+            return "unchanged", child.summary.index_id
+        child.summary, child.carers = updated, new_carers
+        self._log(child, accessor, "feedChildren")
+        return "updated", child.summary.index_id

@@ -7,12 +7,18 @@ from datetime import date, datetime
 
 __all__ = [
     "FAULT_CODES",
+    "FEED_ACTIONS",
+    "FEED_STATUSES",
+    "MAX_FEED_RECORDS",
     "SENSITIVE_SERVICES",
     "SERVICES",
     "AccessLogEntry",
     "Carer",
     "ChildRecord",
     "ChildSummary",
+    "FeedAcknowledgement",
+    "FeedRecord",
+    "FeedRecordAck",
     "IndexAccessor",
     "IndicatorState",
     "Involvement",
@@ -35,6 +41,9 @@ SERVICES = (
     "substance-misuse",
     "mental-health",
 )
+FEED_ACTIONS = ("create", "update")
+FEED_STATUSES = ("created", "updated", "unchanged", "rejected")
+MAX_FEED_RECORDS = 1000
 SENSITIVE_SERVICES = frozenset({"sexual-health", "substance-misuse", "mental-health"})
 FAULT_CODES = {
     "NotAuthorised": "the caller's role may not perform this operation",
@@ -189,3 +198,53 @@ class AccessLogEntry:
     operation: str
     reason: str | None
     shield_overridden: bool
+
+
+@dataclass(frozen=True)
+class FeedRecord:
+    """One child from the local authority's data feed.
+
+    `create` lets the index match on NHS number, then UPN, and update a child it already holds;
+    `update` names the child by `index_id`. `record_id` is the local authority's own id, echoed
+    in the record's acknowledgement.
+    """
+
+    record_id: str
+    action: str
+    given: tuple[str, ...]
+    family: str
+    birth_date: date
+    gender: str
+    index_id: str | None = None
+    nhs_number: str | None = None
+    upn: str | None = None
+    address_lines: tuple[str, ...] = ()
+    postcode: str | None = None
+    carers: tuple[Carer, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeedRecordAck:
+    """The index's answer to one feed record: created, updated, unchanged or rejected (with the
+    fault code and text)."""
+
+    record_id: str
+    status: str
+    index_id: str | None = None
+    code: str | None = None
+    text: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Return True unless the record was rejected."""
+        return self.status != "rejected"
+
+
+@dataclass(frozen=True)
+class FeedAcknowledgement:
+    """The index's answer to a feed: counts and one acknowledgement per record, in order."""
+
+    feed_id: str
+    accepted: int
+    rejected: int
+    records: tuple[FeedRecordAck, ...]
