@@ -5,7 +5,9 @@
 | GET /national/contactpoint/Patient?... | system/Patient.s | contactpoint |
 | GET /national/contactpoint/Patient/{index id} (X-Access-Reason) | system/Patient.r | contactpoint (+ contactpoint-shield and X-Break-Glass-Reason to override a shield) |
 | POST .../Patient/{index id}/$record-involvement, $end-involvement | system/Patient.r | contactpoint |
+| POST .../Patient/{index id}/$set-lead-professional | system/Patient.r | contactpoint |
 | POST .../Patient/{index id}/$shield, $unshield | system/Patient.r | contactpoint-shield |
+| POST /national/contactpoint/$feed (Bundle of Patients, or Parameters naming stored ones) | system/Patient.r | contactpoint-feed |
 | GET /national/contactpoint/AuditEvent?patient={index id} | system/AuditEvent.s | contactpoint-audit |
 
 A record is a Bundle of the Patient, RelatedPersons (carers), a CareTeam (the involvements; the
@@ -42,6 +44,7 @@ from connectors.soap import SoapSettings
 from gateway.config import Settings
 from gateway.errors import BadRequest, Forbidden
 from gateway.fhir.views import fhir_response
+from gateway.national import feed as feeds
 from gateway.national.capability import _param, _statement
 from gateway.national.clients import soap_settings
 from gateway.national.resources import searchset
@@ -71,13 +74,14 @@ CONTACT_INDEX_TEAM_EXTENSION = f"{systems.BASE}/StructureDefinition/contact-inde
 R_LABEL = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R",
            "display": "restricted"}
 SHIELD_ROLE = "shielding-officer"
+FEED_ROLE = "la-data-feed"
 REASON_HEADER = "X-Access-Reason"
 MAX_COUNT = 100
 
 bp = Blueprint("contactpoint", __name__, url_prefix="/national/contactpoint")
 bp.before_request(_negotiate)
 DECLARED = ("search", "read", "record_involvement", "end_involvement", "shield", "unshield",
-            "audit_events")
+            "audit_events", "set_lead_professional", "feed")
 for _name in DECLARED:
     declare(f"contactpoint.{_name}", "national")
 PUBLIC.add("contactpoint.metadata")
@@ -401,7 +405,8 @@ def capability(base: str) -> dict[str, Any]:
         ],
         "operation": [
             {"name": n, "definition": f"{systems.BASE}/OperationDefinition/contactpoint-{n}"}
-            for n in ("record-involvement", "end-involvement", "shield", "unshield")],
+            for n in ("record-involvement", "end-involvement", "set-lead-professional", "shield",
+                      "unshield", "feed")],
     }
     audit = {"type": "AuditEvent", "documentation": "Who looked at a child's index record",
              "interaction": [{"code": "search-type"}],
@@ -410,7 +415,8 @@ def capability(base: str) -> dict[str, Any]:
                       "Bearer token; search needs system/Patient.s, read and the operations "
                       "system/Patient.r, the access log system/AuditEvent.s; the agency's policy "
                       "must allow contactpoint (contactpoint-shield to shield, unshield or "
-                      "override a shield; contactpoint-audit for the access log)",
+                      "override a shield; contactpoint-audit for the access log; "
+                      "contactpoint-feed for the local authority's $feed)",
                       [patient, audit])
 
 
@@ -523,6 +529,57 @@ def end_involvement(res_id: str) -> Response:
         message_id=call.message_id, correlation_id=call.correlation_id)
     return fhir_response(_involvement_parameters(index_id, done.involvement_id, done.service,
                                                  done.lead, done.start_date, done.end_date))
+
+
+@bp.post("/Patient/<res_id>/$set-lead-professional")
+def set_lead_professional(res_id: str) -> Response:
+    caller = _authorise("contactpoint", (("Patient", "read"),))
+    index_id = _index_id(res_id)
+    params = parameters_of(_json_body(), ("involvement-id",))
+    involvement_id = _text(params, "involvement-id")
+    if involvement_id is None:
+        raise BadRequest("parameter 'involvement-id' is required")
+    call = _call("contactpoint", "setLeadProfessional")
+    _note(f"national contactpoint setLeadProfessional; correlation id {call.correlation_id}",
+          index_id)
+    done = contactpoint_client().set_lead_professional(
+        index_id, involvement_id, accessor=index_accessor(caller), message_id=call.message_id,
+        correlation_id=call.correlation_id)
+    return fhir_response(_involvement_parameters(index_id, done.involvement_id, done.service,
+                                                 done.lead, done.start_date, done.end_date))
+
+
+@bp.post("/$feed")
+def feed() -> Response:
+    caller = _authorise("contactpoint-feed", (("Patient", "read"),))
+    body = _json_body()
+    services = get_services()
+    kind = body.get("resourceType")
+    if kind == "Bundle":
+        batch = feeds.from_bundle(services.fhir.check_valid(body, "Bundle"))
+    elif kind == "Parameters":
+        batch = feeds.from_parameters(services.fhir.check_valid(body, "Parameters"),
+                                      services.fhir)
+    else:
+        raise BadRequest("$feed takes a Bundle of Patients (and their RelatedPersons) or a "
+                         "Parameters resource naming stored Patients")
+    ctx = current_audit()
+    if ctx is not None:
+        ctx.query = None  # the Patients read to build the feed are recorded as entities
+    call = _call("contactpoint", "feedChildren")
+    _note(f"national contactpoint feedChildren ({len(batch.slots)} records); correlation id "
+          f"{call.correlation_id}")
+    ack = None
+    if batch.records:
+        ack = contactpoint_client().feed(
+            call.message_id, batch.records, accessor=index_accessor(caller, FEED_ROLE),
+            message_id=call.message_id, correlation_id=call.correlation_id)
+    base = national_base("contactpoint")
+    if ctx is not None and ack is not None:
+        for answer in ack.records:
+            if answer.index_id:
+                ctx.touch(f"{base}/Patient/{answer.index_id}")
+    return fhir_response(feeds.feed_response(batch, ack, base, _now()))
 
 
 def _shielding(res_id: str, shielded: bool) -> Response:
