@@ -104,6 +104,7 @@ class Settings:
     cpis_inbound_require_signature: bool | None = None  # None: required in production only
     # Reliable delivery (the outbox and its workers) and Subscriptions.
     outbox_cpis_upload: bool = True
+    outbox_national_push: bool = False  # child index involvements and CAFs (gateway.national.push)
     outbox_lease_seconds: float = 30.0
     outbox_max_attempts: int = 12
     outbox_backoff_seconds: float = 1.0
@@ -241,6 +242,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                            if env_map.get("WRAPAROUND_CPIS_INBOUND_CERT") else None),
         cpis_inbound_require_signature=_bool(env_map, "WRAPAROUND_CPIS_INBOUND_REQUIRE_SIGNATURE"),
         outbox_cpis_upload=_bool(env_map, "WRAPAROUND_OUTBOX_CPIS_UPLOAD") is not False,
+        outbox_national_push=_bool(env_map, "WRAPAROUND_OUTBOX_NATIONAL_PUSH") is True,
         outbox_lease_seconds=_float(env_map, "WRAPAROUND_OUTBOX_LEASE_SECONDS", 30.0),
         outbox_max_attempts=_int(env_map, "WRAPAROUND_OUTBOX_MAX_ATTEMPTS", 12, minimum=1),
         outbox_backoff_seconds=_float(env_map, "WRAPAROUND_OUTBOX_BACKOFF_SECONDS", 1.0),

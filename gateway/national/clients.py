@@ -5,7 +5,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from connectors.contactpoint import ContactPointClient, build_contactpoint_client
 from connectors.cpis import CpisClient, build_cpis_client
+from connectors.ecaf import EcafClient, build_ecaf_client
 from connectors.pds import PdsClient, build_pds_client
 from connectors.soap import SoapSettings
 from gateway.config import Settings
@@ -24,7 +26,7 @@ def soap_settings(settings: Settings, address: str) -> SoapSettings:
 
 
 class NationalClients:
-    """The PDS and CP-IS clients of one app.
+    """The PDS, CP-IS, child index and CAF store clients of one app.
 
     Each is built the first time it is needed, once (the WSDL is parsed once per process by the
     connector layer), so an app that never calls a national service never builds one, and each
@@ -37,11 +39,16 @@ class NationalClients:
         *,
         pds_factory: Callable[[SoapSettings], PdsClient] = build_pds_client,
         cpis_factory: Callable[[SoapSettings], CpisClient] = build_cpis_client,
+        contactpoint_factory: Callable[[SoapSettings], ContactPointClient] = (
+            build_contactpoint_client),
+        ecaf_factory: Callable[[SoapSettings], EcafClient] = build_ecaf_client,
     ) -> None:
         self.settings = settings
         self._factories: dict[str, tuple[Callable[[SoapSettings], Any], str]] = {
             "pds": (pds_factory, settings.pds_address),
             "cpis": (cpis_factory, settings.cpis_address),
+            "contactpoint": (contactpoint_factory, settings.contactpoint_address),
+            "ecaf": (ecaf_factory, settings.ecaf_address),
         }
         self._built: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -67,6 +74,18 @@ class NationalClients:
     def cpis(self) -> CpisClient:
         """Return the CP-IS client."""
         client: CpisClient = self._get("cpis")
+        return client
+
+    @property
+    def contactpoint(self) -> ContactPointClient:
+        """Return the child index client."""
+        client: ContactPointClient = self._get("contactpoint")
+        return client
+
+    @property
+    def ecaf(self) -> EcafClient:
+        """Return the CAF store client."""
+        client: EcafClient = self._get("ecaf")
         return client
 
 

@@ -44,6 +44,9 @@ def build(services: Any) -> OutboxServices:
                                         settings.national_call_timeout * 2))
     index = SubscriptionIndex(services.registry, settings.subscription_allowed_hosts)
     router = Router(settings, services.policy, index, outbox)
+    from gateway.national.push import producer  # the national updates stored changes imply
+
+    router.add_producer(producer(settings))
     services.store.add_commit_hook(router)
     return OutboxServices(outbox, breakers, router, index)
 

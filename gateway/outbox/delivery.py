@@ -9,6 +9,8 @@ Destinations:
   refuses a file whose sequence number is not above the last one, so one LA's files go one at a
   time, in order.
 - `subscription:<id>` — a FHIR rest-hook notification (gateway.outbox.subscriptions).
+- `contactpoint:involvement` and `ecaf:caf` — the child index involvements and CAFs implied by
+  stored episodes and completed CAF forms (gateway.national.push); ordered per child.
 
 A deliverer raises the connector error tree (connectors.errors): `retryable` errors are retried
 with backoff and count against the destination's circuit breaker; the others are dead letters.
@@ -201,9 +203,13 @@ def deliver_notification(message: Claimed, ctx: DeliveryContext) -> str:
 def deliverer_for(destination: str,
                   extra: dict[str, Deliverer] | None = None) -> Deliverer | None:
     """Return the deliverer for a destination (by its name before any ':')."""
+    from gateway.national.push import deliver_contactpoint, deliver_ecaf  # imports the outbox
+
     name = destination.split(":", 1)[0]
     table: dict[str, Deliverer] = {CPIS: deliver_cpis_upload,
-                                   "subscription": deliver_notification, **(extra or {})}
+                                   "subscription": deliver_notification,
+                                   "contactpoint": deliver_contactpoint, "ecaf": deliver_ecaf,
+                                   **(extra or {})}
     return table.get(name)
 
 
