@@ -43,6 +43,9 @@ def _register() -> None:
 
     main.add_command(_outbox.worker)
     main.add_command(_outbox.outbox)
+    from gateway.cli import national as _national
+
+    main.add_command(_national.national)
 
 
 _register()
