@@ -34,6 +34,7 @@ def test_shipped_suites() -> None:
     assert found["national-pds"] == found["national-cpis"] == "fhir"
     assert found["soap-pds"] == "soap"
     assert found["soap-cpis"] == "soap"
+    assert found["soap-contactpoint"] == found["soap-ecaf"] == "soap"
 
 
 def test_gateway_core_has_at_least_forty_tests_with_unique_names() -> None:
@@ -75,7 +76,7 @@ def test_shipped_scripts_use_only_supported_features(path: Path) -> None:
             assert spec.get("label"), spec
 
 
-@pytest.mark.parametrize("name", ["soap-pds", "soap-cpis"])
+@pytest.mark.parametrize("name", ["soap-pds", "soap-cpis", "soap-contactpoint", "soap-ecaf"])
 def test_contract_suites_load_and_name_real_operations(name: str) -> None:
     contract = load_contract(_suite(name).files[0])
     assert contract.checks
