@@ -137,6 +137,8 @@ def demo(host: str, port: int, mocks_port: int, subscriber_port: int, workers: i
 
     env = dict(os.environ)
     env.setdefault("WRAPAROUND_NATIONAL_URL", f"http://127.0.0.1:{mocks_port}")
+    # Stored episodes and completed CAF forms reach the child index and the CAF store.
+    env.setdefault("WRAPAROUND_OUTBOX_NATIONAL_PUSH", "true")
     children: list[subprocess.Popen[bytes]] = []
     if "mocks" in main.commands:
         mocks = subprocess.Popen(
