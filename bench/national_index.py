@@ -27,6 +27,7 @@
 
 Results are printed and written to `bench/results/national_index.json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,7 @@ TARGET = 1.3
 AGENCY, SCOPES = "social-care", ("system/Patient.s",)
 INDEX_SYSTEM = "https://wraparound.example.org/fhir/Id/child-index-id"
 CP = "urn:wraparound:contactpoint:1"
-_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                        huge_tree=False)
+_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def seeded_children(count: int) -> list[str]:
@@ -91,9 +91,12 @@ def accessor() -> Any:
     """Return the accessor the gateway sends for the benchmark's token (same element sizes)."""
     from connectors.contactpoint import IndexAccessor
 
-    return IndexAccessor(user_id="dev-social-care", name="dev-social-care",
-                         role="social-care practitioner",
-                         organisation="Local authority children's services")
+    return IndexAccessor(
+        user_id="dev-social-care",
+        name="dev-social-care",
+        role="social-care practitioner",
+        organisation="Local authority children's services",
+    )
 
 
 def capture_envelopes(url: str, ids: list[str]) -> dict[str, tuple[bytes, dict[str, str]]]:
@@ -113,10 +116,12 @@ def capture_envelopes(url: str, ids: list[str]) -> dict[str, tuple[bytes, dict[s
             return super().post(address, message, headers)
 
     settings = SoapSettings(address=url)
-    transport = Recording(connect_timeout=settings.connect_timeout,
-                          read_timeout=settings.read_timeout,
-                          operation_timeout=settings.operation_timeout,
-                          max_response_bytes=settings.max_response_bytes)
+    transport = Recording(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        operation_timeout=settings.operation_timeout,
+        max_response_bytes=settings.max_response_bytes,
+    )
     client = build_contactpoint_client(settings, transport=transport)
     for index_id in ids:
         client.search(SearchQuery(index_id=index_id), accessor=accessor())
@@ -129,13 +134,17 @@ def brokered_call(session: requests.Session, url: str, index_id: str) -> None:
     """One FHIR search through the gateway; raise BenchError unless it found the child."""
     resp = session.get(url, params={"identifier": f"{INDEX_SYSTEM}|{index_id}"}, timeout=30)
     body = resp.json()
-    if resp.status_code != 200 or body.get("total") != 1 or \
-            body["entry"][0]["resource"]["id"] != index_id:
+    if (
+        resp.status_code != 200
+        or body.get("total") != 1
+        or body["entry"][0]["resource"]["id"] != index_id
+    ):
         raise BenchError(f"brokered search answered {resp.status_code}")
 
 
-def raw_call(session: requests.Session, url: str,
-             envelope: tuple[bytes, dict[str, str]], index_id: str) -> None:
+def raw_call(
+    session: requests.Session, url: str, envelope: tuple[bytes, dict[str, str]], index_id: str
+) -> None:
     """One raw SOAP POST and an lxml parse; raise BenchError unless the child was found."""
     resp = session.post(url, data=envelope[0], headers=envelope[1], timeout=30)
     root = etree.fromstring(resp.content, _SAFE)
@@ -153,20 +162,27 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
     mock = MockProcess(tmp / f"mock-{db}.log")
     mock_url = mock.start()
     index_url = f"{mock_url}/contactpoint"
-    env = {**os.environ, **SERVER_ENV, "WRAPAROUND_DATABASE_URL": url,
-           "WRAPAROUND_DATA_DIR": str(tmp / "data"), "WRAPAROUND_NATIONAL_URL": mock_url}
+    env = {
+        **os.environ,
+        **SERVER_ENV,
+        "WRAPAROUND_DATABASE_URL": url,
+        "WRAPAROUND_DATA_DIR": str(tmp / "data"),
+        "WRAPAROUND_NATIONAL_URL": mock_url,
+    }
     for key in ("WRAPAROUND_BASE_URL", "WRAPAROUND_CONTACTPOINT_URL"):
         env.pop(key, None)
-    gateway = ServerProcess("gateway", ["--workers", str(opts.workers),
-                                        "--threads", str(opts.threads)],
-                            env, tmp / f"gateway-{db}.log")
+    gateway = ServerProcess(
+        "gateway",
+        ["--workers", str(opts.workers), "--threads", str(opts.threads)],
+        env,
+        tmp / f"gateway-{db}.log",
+    )
     try:
         token = mint_token(url, env)
         gateway.start()
         search_url = f"http://127.0.0.1:{gateway.port}/national/contactpoint/Patient"
         fhir = requests.Session()
-        fhir.headers.update({"Authorization": f"Bearer {token}",
-                             "Accept": "application/fhir+json"})
+        fhir.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
         soap = requests.Session()
         envelopes = capture_envelopes(index_url, ids)
         index = build_contactpoint_client(SoapSettings(address=index_url))
@@ -186,8 +202,12 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
         sides = {"brokered": Side([], []), "raw": Side([], []), "connector": Side([], [])}
         ratios: list[float] = []
         connector_ratios: list[float] = []
-        rotations = (("brokered", "raw", "connector"), ("raw", "connector", "brokered"),
-                     ("connector", "brokered", "raw"), ("raw", "brokered", "connector"))
+        rotations = (
+            ("brokered", "raw", "connector"),
+            ("raw", "connector", "brokered"),
+            ("connector", "brokered", "raw"),
+            ("raw", "brokered", "connector"),
+        )
         for round_no in range(opts.rounds):
             if round_no % 4 == 0:
                 envelopes = capture_envelopes(index_url, ids)  # fresh WS-Security timestamps
@@ -210,20 +230,26 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
                 side.round_medians.append(medians[name])
             ratios.append(medians["brokered"] / medians["raw"])
             connector_ratios.append(medians["connector"] / medians["raw"])
-            log(f"[{db}] round {round_no + 1}/{opts.rounds}: brokered "
+            log(
+                f"[{db}] round {round_no + 1}/{opts.rounds}: brokered "
                 f"{medians['brokered'] * 1000:.2f} ms, raw {medians['raw'] * 1000:.2f} ms, "
-                f"connector {medians['connector'] * 1000:.2f} ms, ratio {ratios[-1]:.2f}")
+                f"connector {medians['connector'] * 1000:.2f} ms, ratio {ratios[-1]:.2f}"
+            )
         summary = {name: side.summary() for name, side in sides.items()}
         b, r = summary["brokered"], summary["raw"]
         ratio = statistics.median(ratios)
         return {
             **summary,
-            "ratio": round(ratio, 3), "round_ratios": [round(x, 3) for x in ratios],
+            "ratio": round(ratio, 3),
+            "round_ratios": [round(x, 3) for x in ratios],
             "pooled_ratio": round(b["median_ms"] / r["median_ms"], 3),
             "connector_ratio": round(statistics.median(connector_ratios), 3),
             "cpu_ratio": round(b["cpu_ms_per_call"] / r["cpu_ms_per_call"], 2)
-            if r["cpu_ms_per_call"] else None,
-            "target": TARGET, "meets_target": ratio <= TARGET, "failed": False,
+            if r["cpu_ms_per_call"]
+            else None,
+            "target": TARGET,
+            "meets_target": ratio <= TARGET,
+            "failed": False,
         }
     finally:
         gateway.stop()
@@ -232,35 +258,48 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
 
 def print_table(results: dict[str, Any]) -> None:
     """Print the results."""
-    print(f"\n{'db':<9}{'brokered ms':>12}{'raw ms':>9}{'connector ms':>14}{'ratio':>8}"
-          f"{'rounds':>12}{'connector/raw':>15}{'cpu ms b/r':>14}")
+    print(
+        f"\n{'db':<9}{'brokered ms':>12}{'raw ms':>9}{'connector ms':>14}{'ratio':>8}"
+        f"{'rounds':>12}{'connector/raw':>15}{'cpu ms b/r':>14}"
+    )
     for db, data in results["databases"].items():
         if "error" in data:
             print(f"{db:<9} error: {data['error']}")
             continue
         b, r, c = data["brokered"], data["raw"], data["connector"]
         rounds = f"{min(data['round_ratios']):.2f}-{max(data['round_ratios']):.2f}"
-        print(f"{db:<9}{b['median_ms']:>12.2f}{r['median_ms']:>9.2f}{c['median_ms']:>14.2f}"
-              f"{data['ratio']:>8.2f}{rounds:>12}{data['connector_ratio']:>15.2f}"
-              f"{b['cpu_ms_per_call']:>7.2f}/{r['cpu_ms_per_call']:<6.2f}")
+        print(
+            f"{db:<9}{b['median_ms']:>12.2f}{r['median_ms']:>9.2f}{c['median_ms']:>14.2f}"
+            f"{data['ratio']:>8.2f}{rounds:>12}{data['connector_ratio']:>15.2f}"
+            f"{b['cpu_ms_per_call']:>7.2f}/{r['cpu_ms_per_call']:<6.2f}"
+        )
     print(f"target: brokered/raw <= {TARGET} (median over rounds of the per-round ratio)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command line."""
-    parser = argparse.ArgumentParser(prog="python -m bench.national_index", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.national_index",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke-test run")
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="sqlite",
-                        help="the gateway's database (it stores the audit trail; default sqlite)")
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgres", "both"),
+        default="sqlite",
+        help="the gateway's database (it stores the audit trail; default sqlite)",
+    )
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--calls", type=int, help="calls per side per round")
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--postgres-url", default=None,
-                        help=f"admin URL (default WRAPAROUND_BENCH_POSTGRES_URL or "
-                             f"{DEFAULT_POSTGRES_URL})")
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help=f"admin URL (default WRAPAROUND_BENCH_POSTGRES_URL or {DEFAULT_POSTGRES_URL})",
+    )
     parser.add_argument("--postgres-db", default="wraparound_bench_index")
     return parser.parse_args(argv)
 
@@ -269,18 +308,27 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return 0, or 1 when a run failed."""
     args = parse_args(argv)
     opts = QUICK if args.quick else DEFAULT
-    opts = replace(opts, **{k: getattr(args, k) for k in ("rounds", "calls", "warmup",
-                                                          "workers", "threads")
-                            if getattr(args, k) is not None})
+    opts = replace(
+        opts,
+        **{
+            k: getattr(args, k)
+            for k in ("rounds", "calls", "warmup", "workers", "threads")
+            if getattr(args, k) is not None
+        },
+    )
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
     started = time.monotonic()
-    results: dict[str, Any] = {"benchmark": NAME, "machine": machine_info(),
-                               "options": asdict(opts), "quick": args.quick,
-                               "server": "gunicorn (gateway.cli.serve options), gthread",
-                               "databases": {}}
+    results: dict[str, Any] = {
+        "benchmark": NAME,
+        "machine": machine_info(),
+        "options": asdict(opts),
+        "quick": args.quick,
+        "server": "gunicorn (gateway.cli.serve options), gthread",
+        "databases": {},
+    }
     failed = False
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     with tempfile.TemporaryDirectory(prefix="wraparound-bench-") as tmpdir:
@@ -289,10 +337,14 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if db == "sqlite":
                     results["databases"][db] = run_database(
-                        db, f"sqlite:///{tmp / 'bench.sqlite'}", opts, tmp, log)
+                        db, f"sqlite:///{tmp / 'bench.sqlite'}", opts, tmp, log
+                    )
                     continue
-                admin = (args.postgres_url or os.environ.get("WRAPAROUND_BENCH_POSTGRES_URL")
-                         or DEFAULT_POSTGRES_URL)
+                admin = (
+                    args.postgres_url
+                    or os.environ.get("WRAPAROUND_BENCH_POSTGRES_URL")
+                    or DEFAULT_POSTGRES_URL
+                )
                 scratch = PostgresScratch(admin, args.postgres_db)
                 try:
                     results["databases"][db] = run_database(db, scratch.create(), opts, tmp, log)

@@ -572,9 +572,10 @@ class ContactPointMockService:
                    "relationship": text("relationship", c),
                    "parental_responsibility": text("parentalResponsibility", c) in ("true", "1"),
                    "phone": text("phone", c)} for c in node.findall(_X + "carer")]
-        fields = {"given": tuple((n.text or "").strip() for n in node.findall(_X + "given")),
-                  "family": text("family") or "", "birth_date": birth,
-                  "gender": text("gender") or "unknown"}
+        fields: dict[str, Any] = {
+            "given": tuple((n.text or "").strip() for n in node.findall(_X + "given")),
+            "family": text("family") or "", "birth_date": birth,
+            "gender": text("gender") or "unknown"}
         if child is None:
             index_id = f"CP{self.next_index:08d}"
             self.next_index += 1

@@ -60,7 +60,7 @@ class FeedBatch:
 def _identifier(patient: dict[str, Any], system: str) -> str | None:
     for identifier in patient.get("identifier") or ():
         if identifier.get("system") == system and isinstance(identifier.get("value"), str):
-            value = identifier["value"].strip()
+            value = str(identifier["value"]).strip()
             if value:
                 return value
     return None

@@ -23,6 +23,7 @@ permanent failure (NotFound). Both ways of sending use the same functions:
 Sending twice changes nothing: the index answers an involvement already open with that one, and
 the CAF store is checked first (an open CAF is continued, a completed one left alone).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -105,9 +106,15 @@ def _child(tx: Any, reference: Any) -> dict[str, str] | None:
     patient = _load(tx, reference, "Patient")
     if patient is None:
         return None
-    child = {k: v for k, v in (("nhsNumber", _identifier(patient, systems.NHS_NUMBER)),
-                               ("upn", _identifier(patient, systems.UPN)),
-                               ("indexId", _identifier(patient, systems.CHILD_INDEX_ID))) if v}
+    child = {
+        k: v
+        for k, v in (
+            ("nhsNumber", _identifier(patient, systems.NHS_NUMBER)),
+            ("upn", _identifier(patient, systems.UPN)),
+            ("indexId", _identifier(patient, systems.CHILD_INDEX_ID)),
+        )
+        if v
+    }
     return child or None
 
 
@@ -131,20 +138,36 @@ def _involvement(tx: Any, episode: dict[str, Any]) -> dict[str, Any] | None:
     if needs_worker and worker is None:
         return None  # no allocated worker: nothing for the index
     names = (worker or {}).get("name") or [{}]
-    practitioner = names[0].get("text") or " ".join(
-        [*names[0].get("given", []), names[0].get("family", "")]).strip() or None
+    practitioner = (
+        names[0].get("text")
+        or " ".join([*names[0].get("given", []), names[0].get("family", "")]).strip()
+        or None
+    )
     organisation = str(org.get("name") or "").strip() or None
     if practitioner is None and organisation is None:
         return None
-    code = _identifier(org, systems.SCHOOL_URN) or _identifier(
-        org, systems.ODS_ORGANIZATION_CODE)
-    phone = next((t.get("value") for t in org.get("telecom") or ()
-                  if t.get("system") == "phone" and t.get("value")), None)
+    code = _identifier(org, systems.SCHOOL_URN) or _identifier(org, systems.ODS_ORGANIZATION_CODE)
+    phone = next(
+        (
+            t.get("value")
+            for t in org.get("telecom") or ()
+            if t.get("system") == "phone" and t.get("value")
+        ),
+        None,
+    )
     start = str((episode.get("period") or {}).get("start") or "")[:10] or None
-    return {k: v for k, v in (("service", service), ("organisationCode", code),
-                              ("organisationName", organisation),
-                              ("practitionerName", practitioner), ("phone", phone),
-                              ("startDate", start)) if v}
+    return {
+        k: v
+        for k, v in (
+            ("service", service),
+            ("organisationCode", code),
+            ("organisationName", organisation),
+            ("practitionerName", practitioner),
+            ("phone", phone),
+            ("startDate", start),
+        )
+        if v
+    }
 
 
 def domains_of(response: dict[str, Any]) -> list[dict[str, Any]]:
@@ -154,22 +177,30 @@ def domains_of(response: dict[str, Any]) -> list[dict[str, Any]]:
     def walk(items: Any) -> None:
         for item in items or ():
             parts = str(item.get("linkId", "")).split(".")
-            if len(parts) == 3 and parts[2] in ("strengths", "needs") \
-                    and parts[1] in CAF_DOMAINS.get(parts[0], ()):
-                text = "\n".join(str(a["valueString"]) for a in item.get("answer") or ()
-                                 if isinstance(a.get("valueString"), str)).strip()
+            if (
+                len(parts) == 3
+                and parts[2] in ("strengths", "needs")
+                and parts[1] in CAF_DOMAINS.get(parts[0], ())
+            ):
+                text = "\n".join(
+                    str(a["valueString"])
+                    for a in item.get("answer") or ()
+                    if isinstance(a.get("valueString"), str)
+                ).strip()
                 if text:
-                    found.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = \
-                        text[:4000]
+                    found.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = text[:4000]
             walk(item.get("item"))
 
     walk(response.get("item"))
-    return [{"code": d, "elements": [{"code": e, **v} for e, v in elements.items()]}
-            for d, elements in found.items()]
+    return [
+        {"code": d, "elements": [{"code": e, **v} for e, v in elements.items()]}
+        for d, elements in found.items()
+    ]
 
 
-def updates_for(tx: Any, res_type: str, res_id: str, version: int,
-                resource: dict[str, Any]) -> list[Update]:
+def updates_for(
+    tx: Any, res_type: str, res_id: str, version: int, resource: dict[str, Any]
+) -> list[Update]:
     """Return the national updates one stored resource version implies."""
     origin = {"resource": f"{res_type}/{res_id}", "version": version}
     if res_type == "EpisodeOfCare":
@@ -177,12 +208,19 @@ def updates_for(tx: Any, res_type: str, res_id: str, version: int,
         involvement = _involvement(tx, resource)
         if child is None or involvement is None:
             return []
-        return [Update(INVOLVEMENT_DESTINATION, "recordInvolvement",
-                       f"{CONTACTPOINT}:{resource['patient']['reference']}",
-                       {**origin, "child": child, "involvement": involvement})]
+        return [
+            Update(
+                INVOLVEMENT_DESTINATION,
+                "recordInvolvement",
+                f"{CONTACTPOINT}:{resource['patient']['reference']}",
+                {**origin, "child": child, "involvement": involvement},
+            )
+        ]
     if res_type == "QuestionnaireResponse":
-        if resource.get("status") != "completed" or \
-                str(resource.get("questionnaire") or "").split("|")[0] != CAF_QUESTIONNAIRE:
+        if (
+            resource.get("status") != "completed"
+            or str(resource.get("questionnaire") or "").split("|")[0] != CAF_QUESTIONNAIRE
+        ):
             return []
         child = _child(tx, resource.get("subject"))
         domains = domains_of(resource)
@@ -190,13 +228,17 @@ def updates_for(tx: Any, res_type: str, res_id: str, version: int,
             return []
         consent = str((resource.get("source") or {}).get("display") or "").strip() or None
         payload = {**origin, "child": child, "domains": domains, "consentGivenBy": consent}
-        return [Update(CAF_DESTINATION, "submitCaf",
-                       f"{ECAF}:{resource['subject']['reference']}", payload)]
+        return [
+            Update(
+                CAF_DESTINATION, "submitCaf", f"{ECAF}:{resource['subject']['reference']}", payload
+            )
+        ]
     return []
 
 
-def national_updates_in(tx: Any, changes: list[Change], *, agency: str | None = None,
-                        request_id: str | None = None) -> list[Message]:
+def national_updates_in(
+    tx: Any, changes: list[Change], *, agency: str | None = None, request_id: str | None = None
+) -> list[Message]:
     """Return the outbox messages for the national updates a transaction's changes imply."""
     latest: dict[tuple[str, str], Change] = {}
     for change in changes:
@@ -208,11 +250,19 @@ def national_updates_in(tx: Any, changes: list[Change], *, agency: str | None = 
             continue
         if change.previous_version is not None and _same_as_before(tx, change):
             continue
-        for update in updates_for(tx, change.res_type, change.res_id, change.version_id,
-                                  change.resource):
-            messages.append(Message(destination=update.destination, operation=update.operation,
-                                    key=update.key, payload=update.payload, agency=agency,
-                                    request_id=request_id))
+        for update in updates_for(
+            tx, change.res_type, change.res_id, change.version_id, change.resource
+        ):
+            messages.append(
+                Message(
+                    destination=update.destination,
+                    operation=update.operation,
+                    key=update.key,
+                    payload=update.payload,
+                    agency=agency,
+                    request_id=request_id,
+                )
+            )
     return messages
 
 
@@ -222,8 +272,9 @@ def _same_as_before(tx: Any, change: Change) -> bool:
         return False
     previous = orjson.loads(before.content)
     strip = ("meta",)
-    return {k: v for k, v in previous.items() if k not in strip} == \
-        {k: v for k, v in change.resource.items() if k not in strip}
+    return {k: v for k, v in previous.items() if k not in strip} == {
+        k: v for k, v in change.resource.items() if k not in strip
+    }
 
 
 def producer(settings: Settings) -> Any:
@@ -236,9 +287,12 @@ def producer(settings: Settings) -> Any:
             return []
         caller = _current_caller.get()
         audit = current_audit()
-        return national_updates_in(tx, changes,
-                                   agency=caller.agency if caller is not None else None,
-                                   request_id=audit.request_id if audit is not None else None)
+        return national_updates_in(
+            tx,
+            changes,
+            agency=caller.agency if caller is not None else None,
+            request_id=audit.request_id if audit is not None else None,
+        )
 
     return produce
 
@@ -246,53 +300,92 @@ def producer(settings: Settings) -> Any:
 # -- sending ----------------------------------------------------------------------------------
 def push_accessor(settings: Settings) -> IndexAccessor:
     """Return who the gateway is to the national services when it sends the LA's updates."""
-    return IndexAccessor(user_id="wraparound-push", name="Wraparound data feed",
-                         role=PUSH_ROLE, organisation=settings.la_name[:200])
+    return IndexAccessor(
+        user_id="wraparound-push",
+        name="Wraparound data feed",
+        role=PUSH_ROLE,
+        organisation=settings.la_name[:200],
+    )
 
 
-def find_index_id(index: ContactPointClient, child: dict[str, str], accessor: IndexAccessor,
-                  correlation_id: str | None) -> str:
+def find_index_id(
+    index: ContactPointClient,
+    child: dict[str, str],
+    accessor: IndexAccessor,
+    correlation_id: str | None,
+) -> str:
     """Return the child's index id (by index id, NHS number, then UPN) or raise NotFound."""
     if child.get("indexId"):
         return child["indexId"]
-    for field in ("nhs_number", "upn"):
-        value = child.get("nhsNumber" if field == "nhs_number" else "upn")
-        if not value:
-            continue
-        found = index.search(SearchQuery(**{field: value}, max_results=2), accessor=accessor,
-                             correlation_id=correlation_id)
+    queries = []
+    if child.get("nhsNumber"):
+        queries.append(SearchQuery(nhs_number=child["nhsNumber"], max_results=2))
+    if child.get("upn"):
+        queries.append(SearchQuery(upn=child["upn"], max_results=2))
+    for query in queries:
+        found = index.search(query, accessor=accessor, correlation_id=correlation_id)
         if found.total == 1:
             return found.children[0].index_id
-    raise NotFound("the child index holds no child with this NHS number or UPN",
-                   service=CONTACTPOINT, operation="searchChildren")
+    raise NotFound(
+        "the child index holds no child with this NHS number or UPN",
+        service=CONTACTPOINT,
+        operation="searchChildren",
+    )
 
 
-def send_involvement(index: ContactPointClient, payload: dict[str, Any], *,
-                     settings: Settings, message_id: str,
-                     correlation_id: str | None = None) -> str:
+def send_involvement(
+    index: ContactPointClient,
+    payload: dict[str, Any],
+    *,
+    settings: Settings,
+    message_id: str,
+    correlation_id: str | None = None,
+) -> str:
     """Record the payload's involvement in the child index; return what happened."""
     accessor = push_accessor(settings)
     index_id = find_index_id(index, payload["child"], accessor, correlation_id)
     inv = payload["involvement"]
     start = inv.get("startDate")
-    done = index.record_involvement(index_id, InvolvementRequest(
-        service=inv["service"], organisation_code=inv.get("organisationCode"),
-        organisation_name=inv.get("organisationName"),
-        practitioner_name=inv.get("practitionerName"), phone=inv.get("phone"),
-        start_date=date.fromisoformat(start) if start else None),
-        accessor=accessor, message_id=message_id, correlation_id=correlation_id)
+    done = index.record_involvement(
+        index_id,
+        InvolvementRequest(
+            service=inv["service"],
+            organisation_code=inv.get("organisationCode"),
+            organisation_name=inv.get("organisationName"),
+            practitioner_name=inv.get("practitionerName"),
+            phone=inv.get("phone"),
+            start_date=date.fromisoformat(start) if start else None,
+        ),
+        accessor=accessor,
+        message_id=message_id,
+        correlation_id=correlation_id,
+    )
     return f"involvement {done.involvement_id} ({done.service}) recorded for {index_id}"
 
 
-def send_caf(index: ContactPointClient, store: EcafClient, payload: dict[str, Any], *,
-             settings: Settings, message_id: str, correlation_id: str | None = None) -> str:
+def send_caf(
+    index: ContactPointClient,
+    store: EcafClient,
+    payload: dict[str, Any],
+    *,
+    settings: Settings,
+    message_id: str,
+    correlation_id: str | None = None,
+) -> str:
     """Register, save and complete the payload's CAF (continuing an open one); return what
     happened."""
     accessor = push_accessor(settings)
     index_id = find_index_id(index, payload["child"], accessor, correlation_id)
-    domains = [DomainAssessment(d["code"], tuple(
-        ElementAssessment(e["code"], e.get("strengths"), e.get("needs"))
-        for e in d["elements"])) for d in payload["domains"]]
+    domains = [
+        DomainAssessment(
+            d["code"],
+            tuple(
+                ElementAssessment(e["code"], e.get("strengths"), e.get("needs"))
+                for e in d["elements"]
+            ),
+        )
+        for d in payload["domains"]
+    ]
     consent = payload.get("consentGivenBy")
     check = store.check(index_id, accessor=accessor, correlation_id=correlation_id)
     if check.caf_id and check.status not in ("draft", "closed"):
@@ -300,13 +393,20 @@ def send_caf(index: ContactPointClient, store: EcafClient, payload: dict[str, An
     if check.caf_id and check.status == "draft":
         caf = store.get(check.caf_id, accessor=accessor, correlation_id=correlation_id)
         if consent and not caf.consent.given:
-            caf = store.record_consent(caf.caf_id, consent, accessor=accessor,
-                                       correlation_id=correlation_id)
+            caf = store.record_consent(
+                caf.caf_id, consent, accessor=accessor, correlation_id=correlation_id
+            )
     else:
-        caf = store.register(index_id, accessor=accessor, consent_given_by=consent,
-                             message_id=message_id, correlation_id=correlation_id)
-    caf = store.save_assessment(caf.caf_id, domains, accessor=accessor,
-                                correlation_id=correlation_id)
+        caf = store.register(
+            index_id,
+            accessor=accessor,
+            consent_given_by=consent,
+            message_id=message_id,
+            correlation_id=correlation_id,
+        )
+    caf = store.save_assessment(
+        caf.caf_id, domains, accessor=accessor, correlation_id=correlation_id
+    )
     if not caf.consent.given:
         return f"CAF {caf.caf_id} saved as a draft (no consent recorded, so not completed)"
     caf = store.complete(caf.caf_id, accessor=accessor, correlation_id=correlation_id)
@@ -315,16 +415,25 @@ def send_caf(index: ContactPointClient, store: EcafClient, payload: dict[str, An
 
 def deliver_contactpoint(message: Claimed, ctx: DeliveryContext) -> str:
     """Deliver a child index update (the message id is the WS-Addressing MessageID)."""
-    return send_involvement(ctx.clients.contactpoint, message.payload, settings=ctx.settings,
-                            message_id=message.id,
-                            correlation_id=message.request_id or message.id)
+    return send_involvement(
+        ctx.clients.contactpoint,
+        message.payload,
+        settings=ctx.settings,
+        message_id=message.id,
+        correlation_id=message.request_id or message.id,
+    )
 
 
 def deliver_ecaf(message: Claimed, ctx: DeliveryContext) -> str:
     """Deliver a CAF store update (the message id is the WS-Addressing MessageID)."""
-    return send_caf(ctx.clients.contactpoint, ctx.clients.ecaf, message.payload,
-                    settings=ctx.settings, message_id=message.id,
-                    correlation_id=message.request_id or message.id)
+    return send_caf(
+        ctx.clients.contactpoint,
+        ctx.clients.ecaf,
+        message.payload,
+        settings=ctx.settings,
+        message_id=message.id,
+        correlation_id=message.request_id or message.id,
+    )
 
 
 def stored_updates(tx: Any, types: tuple[str, ...] = PUSH_TYPES) -> list[Update]:
@@ -334,16 +443,33 @@ def stored_updates(tx: Any, types: tuple[str, ...] = PUSH_TYPES) -> list[Update]
     from gateway.store.schema import resources as t
 
     updates: list[Update] = []
-    rows = tx.conn.execute(select(t.c.res_type, t.c.res_id, t.c.version_id, t.c.content).where(
-        t.c.res_type.in_(types), t.c.deleted.is_(False)).order_by(t.c.res_type, t.c.res_id))
+    rows = tx.conn.execute(
+        select(t.c.res_type, t.c.res_id, t.c.version_id, t.c.content)
+        .where(t.c.res_type.in_(types), t.c.deleted.is_(False))
+        .order_by(t.c.res_type, t.c.res_id)
+    )
     for row in rows:
         if row.content:
-            updates += updates_for(tx, row.res_type, row.res_id, row.version_id,
-                                   orjson.loads(row.content))
+            updates += updates_for(
+                tx, row.res_type, row.res_id, row.version_id, orjson.loads(row.content)
+            )
     return updates
 
 
-__all__ = ["CAF_DESTINATION", "EPISODE_SERVICES", "INVOLVEMENT_DESTINATION", "Update",
-           "deliver_contactpoint", "deliver_ecaf", "domains_of", "find_index_id",
-           "national_updates_in", "producer", "push_accessor", "send_caf",
-           "send_involvement", "stored_updates", "updates_for"]
+__all__ = [
+    "CAF_DESTINATION",
+    "EPISODE_SERVICES",
+    "INVOLVEMENT_DESTINATION",
+    "Update",
+    "deliver_contactpoint",
+    "deliver_ecaf",
+    "domains_of",
+    "find_index_id",
+    "national_updates_in",
+    "producer",
+    "push_accessor",
+    "send_caf",
+    "send_involvement",
+    "stored_updates",
+    "updates_for",
+]

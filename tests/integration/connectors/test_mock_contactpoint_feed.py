@@ -40,13 +40,19 @@ def index(mock: str) -> ContactPointClient:
 @pytest.fixture(scope="module")
 def children() -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = json.loads(
-        (SEED / "contactpoint.json").read_text(encoding="utf-8"))["children"]
+        (SEED / "contactpoint.json").read_text(encoding="utf-8")
+    )["children"]
     return data
 
 
 def _record(record_id: str, **fields: Any) -> FeedRecord:
-    base: dict[str, Any] = {"action": "create", "given": ("Rowan",), "family": "Feedwell",
-                            "birth_date": dt.date(2019, 3, 4), "gender": "male"}
+    base: dict[str, Any] = {
+        "action": "create",
+        "given": ("Rowan",),
+        "family": "Feedwell",
+        "birth_date": dt.date(2019, 3, 4),
+        "gender": "male",
+    }
     return FeedRecord(record_id=record_id, **{**base, **fields})
 
 
@@ -56,39 +62,59 @@ def test_the_feed_needs_the_feed_role(index: ContactPointClient) -> None:
 
 
 def test_each_record_is_applied_or_refused_on_its_own(
-        index: ContactPointClient, children: list[dict[str, Any]]) -> None:
+    index: ContactPointClient, children: list[dict[str, Any]]
+) -> None:
     known = next(c for c in children if not c["archived"] and c.get("nhs_number"))
     archived = next(c for c in children if c["archived"])
-    ack = index.feed("F-2", [
-        _record("new", nhs_number="9990000018"),
-        _record("match", nhs_number=known["nhs_number"], family=known["family"],
+    ack = index.feed(
+        "F-2",
+        [
+            _record("new", nhs_number="9990000018"),
+            _record(
+                "match",
+                nhs_number=known["nhs_number"],
+                family=known["family"],
                 given=tuple(known["given"]),
-                birth_date=dt.date.fromisoformat(known["birth_date"]), gender=known["gender"]),
-        _record("gone", action="update", index_id=archived["index_id"]),
-        _record("future", birth_date=dt.date(2999, 1, 1)),
-    ], accessor=FEEDER)
+                birth_date=dt.date.fromisoformat(known["birth_date"]),
+                gender=known["gender"],
+            ),
+            _record("gone", action="update", index_id=archived["index_id"]),
+            _record("future", birth_date=dt.date(2999, 1, 1)),
+        ],
+        accessor=FEEDER,
+    )
     assert [(r.record_id, r.status, r.code) for r in ack.records] == [
-        ("new", "created", None), ("match", "unchanged", None),
-        ("gone", "rejected", "RecordArchived"), ("future", "rejected", "ValidationError")]
+        ("new", "created", None),
+        ("match", "unchanged", None),
+        ("gone", "rejected", "RecordArchived"),
+        ("future", "rejected", "ValidationError"),
+    ]
     assert ack.records[1].index_id == known["index_id"]
     assert (ack.accepted, ack.rejected) == (2, 2)
-    again = index.feed("F-3", [_record("new", nhs_number="9990000018", family="Feedwell-Smith")],
-                       accessor=FEEDER)
+    again = index.feed(
+        "F-3", [_record("new", nhs_number="9990000018", family="Feedwell-Smith")], accessor=FEEDER
+    )
     assert (again.records[0].status, again.records[0].index_id) == (
-        "updated", ack.records[0].index_id)
+        "updated",
+        ack.records[0].index_id,
+    )
     record = index.get_record(str(ack.records[0].index_id), accessor=TEACHER, reason="check")
     assert record.child.family == "Feedwell-Smith"
 
 
-def test_lead_professional_rules(index: ContactPointClient,
-                                 children: list[dict[str, Any]]) -> None:
+def test_lead_professional_rules(index: ContactPointClient, children: list[dict[str, Any]]) -> None:
     child = next(c for c in children if not c["shielded"] and not c["archived"])
-    first = index.record_involvement(child["index_id"], InvolvementRequest(
-        service="early-help", practitioner_name="Lee Lead", lead=True), accessor=TEACHER)
-    second = index.record_involvement(child["index_id"], InvolvementRequest(
-        service="school-nursing", practitioner_name="Nat Nurse"), accessor=TEACHER)
-    done = index.set_lead_professional(child["index_id"], second.involvement_id,
-                                       accessor=TEACHER)
+    first = index.record_involvement(
+        child["index_id"],
+        InvolvementRequest(service="early-help", practitioner_name="Lee Lead", lead=True),
+        accessor=TEACHER,
+    )
+    second = index.record_involvement(
+        child["index_id"],
+        InvolvementRequest(service="school-nursing", practitioner_name="Nat Nurse"),
+        accessor=TEACHER,
+    )
+    done = index.set_lead_professional(child["index_id"], second.involvement_id, accessor=TEACHER)
     assert done.lead
     record = index.get_record(child["index_id"], accessor=TEACHER, reason="check")
     leads = [i.involvement_id for i in record.involvements if i.lead]
@@ -98,18 +124,32 @@ def test_lead_professional_rules(index: ContactPointClient,
     index.end_involvement(child["index_id"], first.involvement_id, accessor=TEACHER)
     with pytest.raises(InvalidRequest):
         index.set_lead_professional(child["index_id"], first.involvement_id, accessor=TEACHER)
-    hidden = next(c for c in children if not c["shielded"] and not c["archived"] and any(
-        i["service"] in ("sexual-health", "mental-health", "substance-misuse")
-        and not i["consent"] for i in c["involvements"]))
-    sensitive = next(i for i in hidden["involvements"] if not i["consent"] and i["service"] in (
-        "sexual-health", "mental-health", "substance-misuse"))
+    hidden = next(
+        c
+        for c in children
+        if not c["shielded"]
+        and not c["archived"]
+        and any(
+            i["service"] in ("sexual-health", "mental-health", "substance-misuse")
+            and not i["consent"]
+            for i in c["involvements"]
+        )
+    )
+    sensitive = next(
+        i
+        for i in hidden["involvements"]
+        if not i["consent"]
+        and i["service"] in ("sexual-health", "mental-health", "substance-misuse")
+    )
     with pytest.raises(ConsentRequired):
         index.set_lead_professional(hidden["index_id"], sensitive["id"], accessor=TEACHER)
-    shielded = next(c for c in children if c["shielded"] and not c["archived"]
-                    and c["involvements"])
+    shielded = next(
+        c for c in children if c["shielded"] and not c["archived"] and c["involvements"]
+    )
     with pytest.raises(RecordShielded):
-        index.set_lead_professional(shielded["index_id"], shielded["involvements"][0]["id"],
-                                    accessor=TEACHER)
+        index.set_lead_professional(
+            shielded["index_id"], shielded["involvements"][0]["id"], accessor=TEACHER
+        )
 
 
 CASES = [(v, False) for v in HOSTILE_VARIANTS] + [
@@ -120,11 +160,22 @@ IDS = [f"{v}{'-utf16' if u else ''}" for v, u in CASES]
 
 @pytest.mark.parametrize(("variant", "utf16"), CASES, ids=IDS)
 def test_hostile_xml_at_the_feed_and_lead_operations(
-    variant: str, utf16: bool, mock: str, index: ContactPointClient,
-    inject: Callable[..., dict[str, Any]], canary_file: Any, canary_listener: Any,
+    variant: str,
+    utf16: bool,
+    mock: str,
+    index: ContactPointClient,
+    inject: Callable[..., dict[str, Any]],
+    canary_file: Any,
+    canary_listener: Any,
 ) -> None:
-    inject(service="contactpoint", kind="hostile", variant=variant, url=canary_listener.url,
-           file_path=str(canary_file.path), utf16=utf16)
+    inject(
+        service="contactpoint",
+        kind="hostile",
+        variant=variant,
+        url=canary_listener.url,
+        file_path=str(canary_file.path),
+        utf16=utf16,
+    )
     with pytest.raises(InvalidResponse):
         index.feed("F-1", [_record("r1")], accessor=FEEDER)
     with pytest.raises(InvalidResponse):
@@ -132,9 +183,15 @@ def test_hostile_xml_at_the_feed_and_lead_operations(
     requests.delete(f"{mock}/admin/faults", timeout=5).raise_for_status()
     document = hostile_document(variant, canary_listener.url, str(canary_file.path), utf16=utf16)
     for operation in ("feedChildren", "setLeadProfessional"):
-        response = requests.post(f"{mock}/contactpoint", data=document, timeout=10, headers={
-            "Content-Type": "text/xml; charset=utf-8",
-            "SOAPAction": f'"urn:wraparound:contactpoint:1:{operation}"'})
+        response = requests.post(
+            f"{mock}/contactpoint",
+            data=document,
+            timeout=10,
+            headers={
+                "Content-Type": "text/xml; charset=utf-8",
+                "SOAPAction": f'"urn:wraparound:contactpoint:1:{operation}"',
+            },
+        )
         assert response.status_code in (413, 500)
         if response.status_code == 500:
             assert xml.parse(response.content).findtext(f".//{SOAP_FAULT}") == "soap:Client"

@@ -1,4 +1,5 @@
 """`wraparound national push` against the configured database and the mock national server."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,17 +18,21 @@ SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "sources" / "social-
 
 def _involvements(mock: str) -> int:
     count: int = requests.get(f"{mock}/admin/services/contactpoint", timeout=30).json()[
-        "involvements"]
+        "involvements"
+    ]
     return count
 
 
-def test_push_sends_the_stored_allocations_once(app: Flask, settings: Settings,
-                                                      mock: str) -> None:
+def test_push_sends_the_stored_allocations_once(app: Flask, settings: Settings, mock: str) -> None:
     services = app.extensions["wraparound"]
     with acting_as(Caller.internal("social-care")), SAMPLE.open("rb") as f:
         assert services.ingest.run("social-care", f, "text/csv", collect=False).rejected == 0
-    env = {"WRAPAROUND_DATABASE_URL": settings.database_url, "WRAPAROUND_ENV": "test",
-           "WRAPAROUND_DATA_DIR": str(settings.data_dir), "WRAPAROUND_NATIONAL_URL": mock}
+    env = {
+        "WRAPAROUND_DATABASE_URL": settings.database_url,
+        "WRAPAROUND_ENV": "test",
+        "WRAPAROUND_DATA_DIR": str(settings.data_dir),
+        "WRAPAROUND_NATIONAL_URL": mock,
+    }
     runner = CliRunner()
     before = _involvements(mock)
     dry = runner.invoke(national, ["push", "--dry-run"], env=env)
@@ -42,8 +47,9 @@ def test_push_sends_the_stored_allocations_once(app: Flask, settings: Settings,
     delivered = [r for r in results if "result" in r]
     assert delivered and all("recorded for CP" in r["result"] for r in delivered)
     # The index holds no such child, or shields it (only the index team changes those).
-    assert all(r["error"].startswith(("not-found", "record-shielded"))
-               for r in results if "error" in r)
+    assert all(
+        r["error"].startswith(("not-found", "record-shielded")) for r in results if "error" in r
+    )
     after = _involvements(mock)
     assert after > before
     again = runner.invoke(national, ["push"], env=env)

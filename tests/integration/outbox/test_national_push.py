@@ -1,6 +1,7 @@
 """Local -> national through the outbox: ingested episodes become child index involvements and a
 locally completed CAF becomes a completed CAF in the store, delivered by a worker over real SOAP
 to the mock national server; retries keep the message id, permanent faults are dead letters."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,8 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture(scope="module")
 def index_seed() -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = json.loads(
-        (ROOT / "fixtures/national/contactpoint.json").read_text("utf-8"))["children"]
+        (ROOT / "fixtures/national/contactpoint.json").read_text("utf-8")
+    )["children"]
     return data
 
 
@@ -72,8 +74,9 @@ def _expected(source: str, index_seed: list[dict[str, Any]]) -> dict[str, set[st
             if kind != "EpisodeOfCare" or episode["status"] != "active":
                 continue
             if source == "school":
-                org = res[("Organization",
-                           episode["managingOrganization"]["reference"].split("/")[1])]
+                org = res[
+                    ("Organization", episode["managingOrganization"]["reference"].split("/")[1])
+                ]
                 out.setdefault(child["index_id"], set()).add(org["name"])
             elif "careManager" in episode:
                 worker = res[("Practitioner", episode["careManager"]["reference"].split("/")[1])]
@@ -84,17 +87,25 @@ def _expected(source: str, index_seed: list[dict[str, Any]]) -> dict[str, set[st
 def _involved(mock: str, index_id: str) -> set[str]:
     index = build_contactpoint_client(SoapSettings(address=f"{mock}/contactpoint"))
     record = index.get_record(index_id, accessor=LOOKER, reason="push check")
-    return {n for i in record.involvements for n in (i.practitioner_name, i.organisation_name)
-            if n}
+    return {n for i in record.involvements for n in (i.practitioner_name, i.organisation_name) if n}
 
 
-@pytest.mark.parametrize(("source", "agency", "name", "media"), [
-    ("social-care", "social-care", "sample.csv", "text/csv"),
-    ("school", "education", "sample.xml", "application/xml"),
-])
+@pytest.mark.parametrize(
+    ("source", "agency", "name", "media"),
+    [
+        ("social-care", "social-care", "sample.csv", "text/csv"),
+        ("school", "education", "sample.xml", "application/xml"),
+    ],
+)
 def test_ingested_involvements_reach_the_child_index(
-        app: Flask, mock: str, index_seed: list[dict[str, Any]], source: str, agency: str,
-        name: str, media: str) -> None:
+    app: Flask,
+    mock: str,
+    index_seed: list[dict[str, Any]],
+    source: str,
+    agency: str,
+    name: str,
+    media: str,
+) -> None:
     _ingest(app, source, agency, name, media)
     queued = _destination(app, INVOLVEMENT_DESTINATION)[PENDING]
     assert queued > 0
@@ -105,8 +116,9 @@ def test_ingested_involvements_reach_the_child_index(
     done = _destination(app, INVOLVEMENT_DESTINATION)
     assert done[DELIVERED] > 0 and done[DELIVERED] + done[FAILED] == queued
     assert worker.stats.fenced == 0
-    for record in parts(app).outbox.list(state=FAILED, destination=INVOLVEMENT_DESTINATION,
-                                         limit=500):
+    for record in parts(app).outbox.list(
+        state=FAILED, destination=INVOLVEMENT_DESTINATION, limit=500
+    ):
         assert any(p in (record["lastError"] or "") for p in PERMANENT), record["lastError"]
     expected = _expected(source, index_seed)
     assert expected
@@ -118,32 +130,61 @@ def _caf_response(patient_id: str, *, source: str | None = "Parent (mother)") ->
     response: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
         "questionnaire": "https://wraparound.example.org/fhir/Questionnaire/caf",
-        "status": "completed", "subject": {"reference": f"Patient/{patient_id}"},
-        "item": [{"linkId": "development", "item": [{"linkId": "development.health", "item": [
-            {"linkId": "development.health.needs",
-             "answer": [{"valueString": "speech therapy referral"}]}]}]}]}
+        "status": "completed",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "item": [
+            {
+                "linkId": "development",
+                "item": [
+                    {
+                        "linkId": "development.health",
+                        "item": [
+                            {
+                                "linkId": "development.health.needs",
+                                "answer": [{"valueString": "speech therapy referral"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     if source:
         response["source"] = {"display": source}
     return response
 
 
 def test_a_locally_completed_caf_is_registered_and_completed(
-        app: Flask, client: FlaskClient, mock: str, index_seed: list[dict[str, Any]]) -> None:
-    child = next(c for c in index_seed if not c["shielded"] and not c["archived"]
-                 and not c["caf_exists"] and c.get("nhs_number"))
-    patient = client.post("/fhir/Patient", headers={"Content-Type": FHIR_JSON}, json={
-        "resourceType": "Patient", "identifier": [{"system": NHS, "value": child["nhs_number"]}],
-        "name": [{"family": child["family"], "given": child["given"]}],
-        "gender": child["gender"], "birthDate": child["birth_date"]}).get_json()
+    app: Flask, client: FlaskClient, mock: str, index_seed: list[dict[str, Any]]
+) -> None:
+    child = next(
+        c
+        for c in index_seed
+        if not c["shielded"] and not c["archived"] and not c["caf_exists"] and c.get("nhs_number")
+    )
+    patient = client.post(
+        "/fhir/Patient",
+        headers={"Content-Type": FHIR_JSON},
+        json={
+            "resourceType": "Patient",
+            "identifier": [{"system": NHS, "value": child["nhs_number"]}],
+            "name": [{"family": child["family"], "given": child["given"]}],
+            "gender": child["gender"],
+            "birthDate": child["birth_date"],
+        },
+    ).get_json()
     draft = dict(_caf_response(patient["id"]), status="in-progress")
-    stored = client.post("/fhir/QuestionnaireResponse", headers={"Content-Type": FHIR_JSON},
-                         json=draft)
+    stored = client.post(
+        "/fhir/QuestionnaireResponse", headers={"Content-Type": FHIR_JSON}, json=draft
+    )
     assert stored.status_code == 201, stored.get_json()
     assert not _destination(app, CAF_DESTINATION)  # a draft stays local
     qr = stored.get_json()
-    resp = client.put(f"/fhir/QuestionnaireResponse/{qr['id']}",
-                      headers={"Content-Type": FHIR_JSON},
-                      json=dict(_caf_response(patient["id"]), id=qr["id"]))
+    resp = client.put(
+        f"/fhir/QuestionnaireResponse/{qr['id']}",
+        headers={"Content-Type": FHIR_JSON},
+        json=dict(_caf_response(patient["id"]), id=qr["id"]),
+    )
     assert resp.status_code == 200, resp.get_json()
     assert _destination(app, CAF_DESTINATION)[PENDING] == 1
     drain(app)
@@ -160,33 +201,64 @@ def test_a_locally_completed_caf_is_registered_and_completed(
 
 
 def test_outages_are_retried_and_validation_faults_are_dead_letters(
-        app: Flask, client: FlaskClient, mock: str, inject: Any,
-        index_seed: list[dict[str, Any]]) -> None:
-    child = next(c for c in index_seed if not c["shielded"] and not c["archived"]
-                 and c.get("nhs_number"))
-    patient = client.post("/fhir/Patient", headers={"Content-Type": FHIR_JSON}, json={
-        "resourceType": "Patient", "identifier": [{"system": NHS, "value": child["nhs_number"]}],
-        "name": [{"family": child["family"], "given": child["given"]}],
-        "gender": child["gender"], "birthDate": child["birth_date"]}).get_json()
-    team = client.post("/fhir/Organization", headers={"Content-Type": FHIR_JSON},
-                       json={"resourceType": "Organization", "name": "Pushing Team"}).get_json()
-    worker = client.post("/fhir/Practitioner", headers={"Content-Type": FHIR_JSON}, json={
-        "resourceType": "Practitioner", "name": [{"text": "Pat Pusher"}]}).get_json()
+    app: Flask, client: FlaskClient, mock: str, inject: Any, index_seed: list[dict[str, Any]]
+) -> None:
+    child = next(
+        c for c in index_seed if not c["shielded"] and not c["archived"] and c.get("nhs_number")
+    )
+    patient = client.post(
+        "/fhir/Patient",
+        headers={"Content-Type": FHIR_JSON},
+        json={
+            "resourceType": "Patient",
+            "identifier": [{"system": NHS, "value": child["nhs_number"]}],
+            "name": [{"family": child["family"], "given": child["given"]}],
+            "gender": child["gender"],
+            "birthDate": child["birth_date"],
+        },
+    ).get_json()
+    team = client.post(
+        "/fhir/Organization",
+        headers={"Content-Type": FHIR_JSON},
+        json={"resourceType": "Organization", "name": "Pushing Team"},
+    ).get_json()
+    worker = client.post(
+        "/fhir/Practitioner",
+        headers={"Content-Type": FHIR_JSON},
+        json={"resourceType": "Practitioner", "name": [{"text": "Pat Pusher"}]},
+    ).get_json()
 
     def episode(start: str) -> dict[str, Any]:
-        return {"resourceType": "EpisodeOfCare", "status": "active",
-                "type": [{"coding": [{
-                    "system": "https://wraparound.example.org/fhir/CodeSystem/"
-                              "episode-of-care-type", "code": "CIN"}]}],
-                "patient": {"reference": f"Patient/{patient['id']}"},
-                "managingOrganization": {"reference": f"Organization/{team['id']}"},
-                "careManager": {"reference": f"Practitioner/{worker['id']}"},
-                "period": {"start": start}}
+        return {
+            "resourceType": "EpisodeOfCare",
+            "status": "active",
+            "type": [
+                {
+                    "coding": [
+                        {
+                            "system": "https://wraparound.example.org/fhir/CodeSystem/"
+                            "episode-of-care-type",
+                            "code": "CIN",
+                        }
+                    ]
+                }
+            ],
+            "patient": {"reference": f"Patient/{patient['id']}"},
+            "managingOrganization": {"reference": f"Organization/{team['id']}"},
+            "careManager": {"reference": f"Practitioner/{worker['id']}"},
+            "period": {"start": start},
+        }
 
-    inject(service="contactpoint", operation="recordInvolvement", kind="http_error",
-           status=503, times=2)
-    created = client.post("/fhir/EpisodeOfCare", headers={"Content-Type": FHIR_JSON},
-                          json=episode("2026-02-01"))
+    inject(
+        service="contactpoint",
+        operation="recordInvolvement",
+        kind="http_error",
+        status=503,
+        times=2,
+    )
+    created = client.post(
+        "/fhir/EpisodeOfCare", headers={"Content-Type": FHIR_JSON}, json=episode("2026-02-01")
+    )
     assert created.status_code == 201, created.get_json()
     stats = drain(app).stats
     assert (stats.retried, stats.delivered) == (2, 1)
@@ -194,10 +266,15 @@ def test_outages_are_retried_and_validation_faults_are_dead_letters(
     assert record["attempts"] == 3 and record["state"] == DELIVERED
     assert "Pat Pusher" in _involved(mock, child["index_id"])
     requests.delete(f"{mock}/admin/faults", timeout=5).raise_for_status()
-    inject(service="contactpoint", operation="recordInvolvement", kind="soap_fault",
-           code="ValidationError")
-    client.post("/fhir/EpisodeOfCare", headers={"Content-Type": FHIR_JSON},
-                json=episode("2026-03-01"))
+    inject(
+        service="contactpoint",
+        operation="recordInvolvement",
+        kind="soap_fault",
+        code="ValidationError",
+    )
+    client.post(
+        "/fhir/EpisodeOfCare", headers={"Content-Type": FHIR_JSON}, json=episode("2026-03-01")
+    )
     stats = drain(app).stats
     assert (stats.failed, stats.retried) == (1, 0)
     failed = parts(app).outbox.list(state=FAILED, destination=INVOLVEMENT_DESTINATION)
