@@ -176,7 +176,13 @@ def from_bundle(bundle: dict[str, Any]) -> FeedBatch:
                 )
                 if k
             )
-            patients.append((str(resource.get("id") or f"entry-{index}"), resource, keys))
+            patients.append(
+                (
+                    str(resource.get("id") or entry.get("fullUrl") or f"entry-{index}"),
+                    resource,
+                    keys,
+                )
+            )
         elif kind == "RelatedPerson":
             ref = str((resource.get("patient") or {}).get("reference") or "")
             carer = carer_of(resource)
