@@ -161,6 +161,8 @@ class ContactPointMockService:
             self.investigations: list[dict[str, Any]] = []
             self.involvement_seq = 0
             self.feeds = 0
+            # (operation, WS-Addressing MessageID) of the requests answered, most recent last
+            self.message_ids: deque[tuple[str, str]] = deque(maxlen=MAX_LOG)
             self.feed_records = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
             self.next_index = max((int(i[2:]) for i in children), default=0) + 1
 
@@ -175,6 +177,7 @@ class ContactPointMockService:
                 "investigations": [dict(i) for i in self.investigations],
                 "involvements": sum(len(c.involvements) for c in self.children.values()),
                 "feeds": self.feeds,
+                "message_ids": [list(pair) for pair in self.message_ids],
                 "feed_records": dict(self.feed_records),
             }
 
@@ -225,6 +228,8 @@ class ContactPointMockService:
 
     def handle(self, request: MockRequest) -> MockReply:
         """Answer one child index request."""
+        with self._lock:
+            self.message_ids.append((request.operation, request.message_id))
         payload = request.message.payload
         if xml.schema_errors(self._schema, payload):
             return self._fault(request, _Fault("ValidationError", "the request does not "

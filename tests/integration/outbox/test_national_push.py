@@ -264,6 +264,9 @@ def test_outages_are_retried_and_validation_faults_are_dead_letters(
     assert (stats.retried, stats.delivered) == (2, 1)
     (record,) = parts(app).outbox.list(destination=INVOLVEMENT_DESTINATION)
     assert record["attempts"] == 3 and record["state"] == DELIVERED
+    # The index received the outbox message's own id as the WS-Addressing MessageID.
+    seen = requests.get(f"{mock}/admin/services/contactpoint", timeout=30).json()["message_ids"]
+    assert ["recordInvolvement", record["id"]] in seen
     assert "Pat Pusher" in _involved(mock, child["index_id"])
     requests.delete(f"{mock}/admin/faults", timeout=5).raise_for_status()
     inject(
