@@ -5,14 +5,17 @@
 - `/national/cpis` — the CP-IS query as Flag -> CarePlan -> CareTeam, the access history as
   AuditEvents, and the local authority's `$upload`;
 - `/national/contactpoint` — the national child index: search, a child's record with an access
-  reason (Patient, RelatedPerson, CareTeam, Organization, Practitioner), involvements, shielding
-  and the access log (`gateway.national.contactpoint`);
+  reason (Patient, RelatedPerson, CareTeam, Organization, Practitioner), involvements, the lead
+  professional, shielding, the access log (`gateway.national.contactpoint`) and the local
+  authority's `$feed` of children (`gateway.national.feed`);
 - `/national/ecaf` — the CAF assessment store: the CAF form as a Questionnaire, assessments as
   QuestionnaireResponses, consent, team, action plan, review and close (`gateway.national.ecaf`);
 - `/inbound/cpis/notifications` — CP-IS access-to-service notifications, verified by their own
   WS-Security, stored as AuditEvent + Communication and acknowledged.
 
-Each base has its own CapabilityStatement at `<base>/metadata`.
+Each base has its own CapabilityStatement at `<base>/metadata`. What stored local changes imply
+for the child index and the CAF store (involvements, CAFs) is `gateway.national.push`, sent by
+the outbox or by `wraparound national push`.
 """
 from __future__ import annotations
 
