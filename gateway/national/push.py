@@ -8,6 +8,10 @@ What a stored change implies (`updates_for`):
   service `social-care` or `youth-offending`. A PractitionerRole names no child, so the
   allocation is read from the episode that points at the worker;
 - an active school-enrolment EpisodeOfCare records the school (its URN) as an involvement;
+- an episode that was active and is now finished (or cancelled) ends that involvement (the
+  index's open involvement with the same service, organisation and practitioner; found by
+  reading the child's record with the feed's reason). `wraparound national push` sends what
+  the store holds now, so it records involvements but cannot see an episode end;
 - a completed QuestionnaireResponse of the CAF form (`Questionnaire/caf`) registers the CAF in
   the assessment store, saves the assessment and completes it (completing needs consent: the
   person named as the response's `source` gave it; without one the CAF is saved as a draft).
@@ -65,6 +69,7 @@ EPISODE_SERVICES: dict[str, tuple[str, bool]] = {
     "school-enrolment": ("school", False),
 }
 PUSH_TYPES = ("EpisodeOfCare", "QuestionnaireResponse")
+ENDED = ("finished", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,10 @@ def _code(concepts: Any, system: str) -> str | None:
     return None
 
 
-def _involvement(tx: Any, episode: dict[str, Any]) -> dict[str, Any] | None:
-    if episode.get("status") != "active":
+def _involvement(
+    tx: Any, episode: dict[str, Any], *, status: str = "active"
+) -> dict[str, Any] | None:
+    if episode.get("status") != status:
         return None
     kind = _code(episode.get("type"), systems.EPISODE_OF_CARE_TYPE)
     if kind not in EPISODE_SERVICES:
@@ -236,6 +243,35 @@ def updates_for(
     return []
 
 
+def _ending(tx: Any, change: Change) -> Update | None:
+    """Return the end of an involvement when an active episode has finished (or was cancelled)."""
+    resource = change.resource or {}
+    if change.res_type != "EpisodeOfCare" or change.previous_version is None:
+        return None
+    if resource.get("status") not in ENDED:
+        return None
+    before = tx.get_version(change.res_type, change.res_id, change.previous_version)
+    if before is None or before.content is None:
+        return None
+    if orjson.loads(before.content).get("status") != "active":
+        return None
+    child = _child(tx, resource.get("patient"))
+    involvement = _involvement(tx, resource, status=str(resource["status"]))
+    if child is None or involvement is None:
+        return None
+    end = str((resource.get("period") or {}).get("end") or "")[:10] or None
+    payload = {
+        "resource": f"{change.res_type}/{change.res_id}",
+        "version": change.version_id,
+        "child": child,
+        "involvement": involvement,
+        "end": True,
+        **({"endDate": end} if end else {}),
+    }
+    key = f"{CONTACTPOINT}:{resource['patient']['reference']}"
+    return Update(INVOLVEMENT_DESTINATION, "endInvolvement", key, payload)
+
+
 def national_updates_in(
     tx: Any, changes: list[Change], *, agency: str | None = None, request_id: str | None = None
 ) -> list[Message]:
@@ -250,9 +286,13 @@ def national_updates_in(
             continue
         if change.previous_version is not None and _same_as_before(tx, change):
             continue
-        for update in updates_for(
-            tx, change.res_type, change.res_id, change.version_id, change.resource
-        ):
+        ending = _ending(tx, change)
+        updates = (
+            [ending]
+            if ending is not None
+            else updates_for(tx, change.res_type, change.res_id, change.version_id, change.resource)
+        )
+        for update in updates:
             messages.append(
                 Message(
                     destination=update.destination,
@@ -341,10 +381,41 @@ def send_involvement(
     message_id: str,
     correlation_id: str | None = None,
 ) -> str:
-    """Record the payload's involvement in the child index; return what happened."""
+    """Record (or, for an ended episode, end) the payload's involvement in the child index;
+    return what happened."""
     accessor = push_accessor(settings)
     index_id = find_index_id(index, payload["child"], accessor, correlation_id)
     inv = payload["involvement"]
+    if payload.get("end"):
+        record = index.get_record(
+            index_id,
+            accessor=accessor,
+            reason="local authority data feed: a local involvement has ended",
+            correlation_id=correlation_id,
+        )
+        open_one = next(
+            (
+                i
+                for i in record.involvements
+                if i.end_date is None
+                and i.service == inv["service"]
+                and i.organisation_name == inv.get("organisationName")
+                and i.practitioner_name == inv.get("practitionerName")
+            ),
+            None,
+        )
+        if open_one is None:
+            return f"no open {inv['service']} involvement to end for {index_id}"
+        end = payload.get("endDate")
+        done = index.end_involvement(
+            index_id,
+            open_one.involvement_id,
+            accessor=accessor,
+            end_date=date.fromisoformat(end) if end else None,
+            message_id=message_id,
+            correlation_id=correlation_id,
+        )
+        return f"involvement {done.involvement_id} ({done.service}) ended for {index_id}"
     start = inv.get("startDate")
     done = index.record_involvement(
         index_id,

@@ -282,3 +282,64 @@ def test_outages_are_retried_and_validation_faults_are_dead_letters(
     assert (stats.failed, stats.retried) == (1, 0)
     failed = parts(app).outbox.list(state=FAILED, destination=INVOLVEMENT_DESTINATION)
     assert len(failed) == 1 and failed[0]["attempts"] == 1
+
+
+def test_a_finished_episode_ends_the_involvement(
+    app: Flask, client: FlaskClient, mock: str, index_seed: list[dict[str, Any]]
+) -> None:
+    child = next(
+        c for c in index_seed if not c["shielded"] and not c["archived"] and c.get("nhs_number")
+    )
+    headers = {"Content-Type": FHIR_JSON}
+    patient = client.post(
+        "/fhir/Patient",
+        headers=headers,
+        json={
+            "resourceType": "Patient",
+            "identifier": [{"system": NHS, "value": child["nhs_number"]}],
+            "name": [{"family": child["family"], "given": child["given"]}],
+            "gender": child["gender"],
+            "birthDate": child["birth_date"],
+        },
+    ).get_json()
+    worker = client.post(
+        "/fhir/Practitioner",
+        headers=headers,
+        json={"resourceType": "Practitioner", "name": [{"text": "Eve Ender"}]},
+    ).get_json()
+    episode = {
+        "resourceType": "EpisodeOfCare",
+        "status": "active",
+        "type": [
+            {
+                "coding": [
+                    {
+                        "system": "https://wraparound.example.org/fhir/CodeSystem/"
+                        "episode-of-care-type",
+                        "code": "LAC",
+                    }
+                ]
+            }
+        ],
+        "patient": {"reference": f"Patient/{patient['id']}"},
+        "careManager": {"reference": f"Practitioner/{worker['id']}"},
+        "period": {"start": "2026-01-05"},
+    }
+    created = client.post("/fhir/EpisodeOfCare", headers=headers, json=episode).get_json()
+    drain(app)
+    assert "Eve Ender" in _involved(mock, child["index_id"])
+    finished = dict(
+        episode,
+        id=created["id"],
+        status="finished",
+        period={"start": "2026-01-05", "end": "2026-06-30"},
+    )
+    resp = client.put(f"/fhir/EpisodeOfCare/{created['id']}", headers=headers, json=finished)
+    assert resp.status_code == 200, resp.get_json()
+    drain(app)
+    operations = [
+        (r["operation"], r["state"])
+        for r in parts(app).outbox.list(destination=INVOLVEMENT_DESTINATION)
+    ]
+    assert sorted(operations) == [("endInvolvement", DELIVERED), ("recordInvolvement", DELIVERED)]
+    assert "Eve Ender" not in _involved(mock, child["index_id"])  # the record shows open ones
