@@ -61,11 +61,12 @@ def test_a_retry_holds_back_the_messages_behind_it_but_a_dead_letter_does_not(ap
 
 def test_an_expired_lease_is_reclaimed_and_the_old_holder_is_fenced(app: Flask) -> None:
     store = app.extensions["wraparound"].store
-    short = Outbox(store, lease_seconds=0.2)
+    # Long enough that a loaded machine cannot let it run out between the two claims.
+    short = Outbox(store, lease_seconds=2.0)
     short.enqueue(_messages(1))
     (held,) = short.claim("slow-worker", 1)
     assert short.claim("other", 1) == []  # the lease is current
-    time.sleep(0.3)
+    time.sleep(2.1)
     (taken,) = short.claim("other", 1)
     assert taken.id == held.id and taken.lease_token == held.lease_token + 1
     # The slow worker comes back: none of its outcomes may be settled.
