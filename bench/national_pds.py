@@ -196,7 +196,9 @@ class RelayProcess(ServerProcess):
 
     def load(self, envelopes: dict[str, tuple[bytes, dict[str, str]]]) -> None:
         """Give the relay the envelopes the raw side posts."""
-        body = {n: {"body": e[0].decode("utf-8"), "headers": e[1]} for n, e in envelopes.items()}
+        body: dict[str, Any] = {
+            n: {"body": e[0].decode("utf-8"), "headers": e[1]} for n, e in envelopes.items()
+        }
         resp = requests.post(f"http://127.0.0.1:{self.port}/envelopes", json=body, timeout=30)
         if resp.status_code != 200:
             raise BenchError(f"the relay refused the envelopes ({resp.status_code})")

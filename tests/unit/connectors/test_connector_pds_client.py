@@ -326,6 +326,7 @@ def test_send_path_carries_addressing_security_and_correlation(
     assert sent.headers["SOAPAction"] == f'"{action}"'
     assert sent.headers["Content-Type"] == "text/xml; charset=utf-8"
     assert sent.headers["X-Correlation-ID"] == "CORR-1"
+    assert isinstance(sent.body, bytes)
     envelope = xml.parse(sent.body)
     wsa = "{http://www.w3.org/2005/08/addressing}"
     assert envelope.findtext(f".//{wsa}MessageID") == "MSG-1"
