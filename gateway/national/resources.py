@@ -437,9 +437,13 @@ def inactive_flag_id(message_id: str, nhs_number: str) -> str:
     return stable_id("cpis-inactive-flag", message_id, nhs_number)
 
 
+_PLAN_RECORDS = {"CPP": "child protection plan", "LAC": "looked-after child",
+                 "UCPP": "unborn child protection plan"}
+
+
 def _inactive_text(record: InactiveNhsNumber) -> str:
-    plans = " and ".join(PLAN_TYPES[p][1].lower() for p in record.plan_types if p in PLAN_TYPES)
-    local = f" (local id {record.local_id})" if record.local_id else ""
+    plans = " and ".join(_PLAN_RECORDS[p] for p in record.plan_types if p in _PLAN_RECORDS)
+    local = f" {record.local_id}" if record.local_id else ""
     if record.replacement_nhs_number:
         why = f"has been superseded by NHS number {record.replacement_nhs_number}"
         fix = "upload the plan again under the current NHS number"
@@ -449,8 +453,8 @@ def _inactive_text(record: InactiveNhsNumber) -> str:
     else:
         why = "is no longer active in PDS"
         fix = "trace the child's NHS number and upload the plan again, or delete it"
-    return (f"NHS number {record.nhs_number} on the local authority's record{local} "
-            f"({plans or 'CP-IS plan'}) {why}; CP-IS cannot show the plan under it: {fix}.")
+    return (f"NHS number {record.nhs_number} on the local authority's {plans or 'CP-IS'} "
+            f"record{local} {why}; CP-IS cannot show the plan under it: {fix}.")
 
 
 def inactive_nhs_number_resources(notification: InactiveNhsNumberNotification,
