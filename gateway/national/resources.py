@@ -55,6 +55,10 @@ PLAN_TYPES: dict[str, tuple[str, str]] = {
     "UCPP": ("818901000000100", "Unborn child subject to child protection plan"),
 }
 PLAN_TYPE_FROM_SNOMED = {code: plan for plan, (code, _) in PLAN_TYPES.items()}
+# An unborn child plan's expected delivery date: a CarePlan activity with this code whose
+# scheduledPeriod.start is the date (read back the same way for uploads).
+EXPECTED_DELIVERY = {"system": systems.LOINC, "code": "11778-8",
+                     "display": "Delivery date Estimated"}
 _PLAN_PHRASES = {"CPP": "on a child protection plan", "LAC": "who is looked after",
                  "UCPP": "subject to an unborn child protection plan"}
 
@@ -305,7 +309,7 @@ def cpis_plan_resources(nhs_number: str, plan: CpisPlan, today: date) -> list[di
         care_plan["description"] = ("Unborn child protection plan; expected delivery date "
                                     f"{plan.expected_delivery_date.isoformat()}")
         care_plan["activity"] = [{"detail": {
-            "kind": "Appointment", "status": "not-started",
+            "kind": "Appointment", "code": {"coding": [EXPECTED_DELIVERY]}, "status": "not-started",
             "description": "expected delivery",
             "scheduledPeriod": {"start": plan.expected_delivery_date.isoformat()}}}]
     care_team = {
@@ -539,11 +543,10 @@ def outcome(issues: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = [
-    "PLAN_TYPES", "PLAN_TYPE_FROM_SNOMED", "UKCORE_PATIENT_PROFILE", "access_event",
-    "cpis_plan_resources", "inactive_flag_id", "inactive_nhs_number_resources",
+    "EXPECTED_DELIVERY", "PLAN_TYPES", "PLAN_TYPE_FROM_SNOMED", "UKCORE_PATIENT_PROFILE",
+    "access_event", "cpis_plan_resources", "inactive_flag_id", "inactive_nhs_number_resources",
     "inactive_notification_id", "instant", "is_restricted", "la_organization_id",
-    "message_identifier",
-    "nhs_identifier", "notification_ids", "notification_resources", "organization_for",
+    "message_identifier", "nhs_identifier", "notification_ids", "notification_resources", "organization_for",
     "outcome", "patient_from_pds", "pds_response_coding", "searchset", "service_code_coding",
     "stable_id",
 ]

@@ -256,3 +256,39 @@ def test_an_unborn_child_plan_is_answered_under_the_mother_with_the_delivery_dat
         "the mother (unborn child's plan)"
     assert care_plan["description"].endswith("expected delivery date 2026-12-24")
     assert care_plan["activity"][0]["detail"]["scheduledPeriod"] == {"start": "2026-12-24"}
+
+
+def test_a_stored_unborn_child_plan_is_uploaded_with_its_delivery_date(
+        client: FlaskClient, fhir: FhirActions, seed: dict[str, Any]) -> None:
+    """$upload reads the due date from the CarePlan activity the facade itself answers with."""
+    plan_numbers = {p["nhs_number"] for p in seed["cpis"]["plans"]}
+    mother = next(p["nhs_number"] for p in seed["pds"]
+                  if not p["sensitive"] and not p["deceased_date"]
+                  and not p["superseded_nhs_numbers"] and p["nhs_number"] not in plan_numbers)
+    verified = {"system": NHS, "value": mother, "extension": [{
+        "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus",
+        "valueCodeableConcept": {"coding": [{
+            "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland",
+            "code": "01"}]}}]}
+    patient = fhir.created(make_patient(mother, identifier=[verified]))
+    fhir.created({
+        "resourceType": "CarePlan", "status": "active", "intent": "plan",
+        "category": [{"coding": [
+            {"system": "https://wraparound.example.org/fhir/CodeSystem/cp-plan-type",
+             "code": "UCPP"}]}],
+        "subject": {"reference": f"Patient/{patient['id']}"}, "period": {"start": "2026-06-01"},
+        "activity": [{"detail": {
+            "kind": "Appointment", "status": "not-started",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "11778-8"}]},
+            "scheduledPeriod": {"start": "2027-01-15"}}}]})
+    resp = client.post("/national/cpis/$upload", headers={"Content-Type": "application/fhir+json"},
+                       json={"resourceType": "Parameters", "parameter": [
+                           {"name": "patient",
+                            "valueReference": {"reference": f"Patient/{patient['id']}"}}]})
+    assert resp.status_code == 200, resp.get_json()
+    bundle = client.get(f"/national/cpis/Flag?nhs-number={mother}").get_json()
+    (care_plan,) = [e["resource"] for e in bundle["entry"]
+                    if e["resource"]["resourceType"] == "CarePlan"]
+    assert care_plan["category"][0]["coding"][0]["code"] == "818901000000100"
+    assert care_plan["activity"][0]["detail"]["scheduledPeriod"] == {"start": "2027-01-15"}
+    assert care_plan["activity"][0]["detail"]["code"]["coding"][0]["code"] == "11778-8"
