@@ -7,6 +7,7 @@ Communication to the local authority once per MessageID, and acknowledges it. Un
 plans: uploaded under the mother's NHS number with the expected delivery date, answered through
 the CP-IS façade.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -50,15 +51,23 @@ LA = LocalAuthority("LA926", "Norfolk County Council (synthetic)", "01632 960100
 
 
 def _errors(resource: dict[str, Any]) -> list[Any]:
-    return [i for i in validate_resource(resource, resource["resourceType"])
-            if i.severity in ("error", "fatal")]
+    return [
+        i
+        for i in validate_resource(resource, resource["resourceType"])
+        if i.severity in ("error", "fatal")
+    ]
 
 
-def inactive(message_id: str, records: tuple[InactiveNhsNumber, ...], *,
-             action: str | None = None) -> bytes:
+def inactive(
+    message_id: str, records: tuple[InactiveNhsNumber, ...], *, action: str | None = None
+) -> bytes:
     envelope = build_inactive_nhs_number_notification(
-        notification_id=message_id, local_authority_ods_code="LA926",
-        notified_at=dt.datetime.now(dt.UTC), records=records, to="http://gateway.test" + INBOUND)
+        notification_id=message_id,
+        local_authority_ods_code="LA926",
+        notified_at=dt.datetime.now(dt.UTC),
+        records=records,
+        to="http://gateway.test" + INBOUND,
+    )
     if action is not None:
         envelope.find(f".//{WSA}Action").text = action
     add_security_header(envelope, username="cpis-mock", created=dt.datetime.now(dt.UTC))
@@ -66,8 +75,11 @@ def inactive(message_id: str, records: tuple[InactiveNhsNumber, ...], *,
 
 
 def post(client: FlaskClient, body: bytes, action: str = INACTIVE) -> Any:
-    return client.post(INBOUND, data=body, headers={"Content-Type": "text/xml; charset=utf-8",
-                                                    "SOAPAction": f'"{action}"'})
+    return client.post(
+        INBOUND,
+        data=body,
+        headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'},
+    )
 
 
 def reply(resp: Any) -> etree._Element:
@@ -82,8 +94,9 @@ def assert_fault(resp: Any) -> None:
 
 
 def by_message(client: FlaskClient, res_type: str, message_id: str) -> list[dict[str, Any]]:
-    bundle = client.get(f"/fhir/{res_type}?identifier={URI}|urn:uuid:{message_id.lower()}"
-                        ).get_json()
+    bundle = client.get(
+        f"/fhir/{res_type}?identifier={URI}|urn:uuid:{message_id.lower()}"
+    ).get_json()
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
@@ -105,16 +118,23 @@ def _sent(mock: str, kind: str) -> list[dict[str, Any]]:
 
 # -- end to end with the mock -----------------------------------------------------------------
 def test_the_mock_pushes_inactive_numbers_and_the_gateway_flags_the_child(
-        client: FlaskClient, fhir: FhirActions, live_server: LiveServer, mock: str,
-        seed: dict[str, Any]) -> None:
+    client: FlaskClient, fhir: FhirActions, live_server: LiveServer, mock: str, seed: dict[str, Any]
+) -> None:
     first, second = seed["cpis"]["plans"][:2]
     child = fhir.created(make_patient(first["nhs_number"]))
-    requests.post(f"{mock}/admin/services/cpis/config", timeout=5,
-                  json={"callback_url": live_server.url + INBOUND}).raise_for_status()
+    requests.post(
+        f"{mock}/admin/services/cpis/config",
+        timeout=5,
+        json={"callback_url": live_server.url + INBOUND},
+    ).raise_for_status()
     resp = requests.post(
-        f"{mock}/admin/services/cpis/control/inactive-nhs-numbers", timeout=5,
-        json={"nhs_numbers": [first["nhs_number"], second["nhs_number"]],
-              "replacements": {first["nhs_number"]: REPLACEMENT}})
+        f"{mock}/admin/services/cpis/control/inactive-nhs-numbers",
+        timeout=5,
+        json={
+            "nhs_numbers": [first["nhs_number"], second["nhs_number"]],
+            "replacements": {first["nhs_number"]: REPLACEMENT},
+        },
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["nhs_numbers"] == 2
     (message_id,) = resp.json()["notifications"]  # one local authority holds both plans
@@ -128,8 +148,10 @@ def test_the_mock_pushes_inactive_numbers_and_the_gateway_flags_the_child(
     assert _errors(communication) == [] and all(_errors(f) == [] for f in flags.values())
     assert [c["code"] for c in communication["category"][0]["coding"]] == ["06"]
     assert {a["reference"] for a in communication["about"]} == {f"Flag/{i}" for i in flags}
-    assert communication["recipient"][0]["identifier"]["value"] == \
-        seed["cpis"]["local_authority"]["ods_code"]
+    assert (
+        communication["recipient"][0]["identifier"]["value"]
+        == seed["cpis"]["local_authority"]["ods_code"]
+    )
     assert "subject" not in communication  # two children: each Flag names its own
 
     on_child = client.get(f"/fhir/Flag?patient=Patient/{child['id']}").get_json()
@@ -150,14 +172,18 @@ def test_the_control_names_nothing_when_every_number_is_current(mock: str) -> No
     assert _sent(mock, "inactive-nhs-number") == []
 
 
-@pytest.mark.parametrize(("path", "body", "status"), [
-    ("cpis/control/no-such-control", {}, 400),
-    ("cpis/control/inactive-nhs-numbers", {"nhs_numbers": "9990197768"}, 400),
-    ("cpis/control/inactive-nhs-numbers", {"replacements": {"9990197768": "123"}}, 400),
-    ("pds/control/inactive-nhs-numbers", {}, 404),
-])
-def test_the_control_refuses_bad_requests(mock: str, path: str, body: dict[str, Any],
-                                          status: int) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("cpis/control/no-such-control", {}, 400),
+        ("cpis/control/inactive-nhs-numbers", {"nhs_numbers": "9990197768"}, 400),
+        ("cpis/control/inactive-nhs-numbers", {"replacements": {"9990197768": "123"}}, 400),
+        ("pds/control/inactive-nhs-numbers", {}, 404),
+    ],
+)
+def test_the_control_refuses_bad_requests(
+    mock: str, path: str, body: dict[str, Any], status: int
+) -> None:
     resp = requests.post(f"{mock}/admin/services/{path}", json=body, timeout=5)
     assert resp.status_code == status
     assert "error" in resp.json()
@@ -165,7 +191,8 @@ def test_the_control_refuses_bad_requests(mock: str, path: str, body: dict[str, 
 
 # -- direct posts -----------------------------------------------------------------------------
 def test_an_inactive_notification_is_stored_once_and_acknowledged(
-        client: FlaskClient, anonymous: FlaskClient) -> None:
+    client: FlaskClient, anonymous: FlaskClient
+) -> None:
     message_id = str(uuid.uuid4()).upper()
     body = inactive(message_id, (InactiveNhsNumber("9990043094", "C0001", ("CPP",), "inactive"),))
     statuses = []
@@ -179,21 +206,32 @@ def test_an_inactive_notification_is_stored_once_and_acknowledged(
     assert statuses == ["accepted", "duplicate"]
     (communication,) = by_message(client, "Communication", message_id)
     (flag,) = by_message(client, "Flag", message_id)
-    assert communication["subject"] == flag["subject"] == {
-        "identifier": {"system": NHS, "value": "9990043094"}}
+    assert (
+        communication["subject"]
+        == flag["subject"]
+        == {"identifier": {"system": NHS, "value": "9990043094"}}
+    )
     assert (count(client, "Flag"), count(client, "Communication")) == (1, 1)
 
 
-@pytest.mark.parametrize("case", ["access-payload-inactive-action", "inactive-payload-access-action",
-                                  "soapaction-disagrees"])
+@pytest.mark.parametrize(
+    "case",
+    ["access-payload-inactive-action", "inactive-payload-access-action", "soapaction-disagrees"],
+)
 def test_a_notification_whose_action_and_payload_disagree_is_refused(
-        client: FlaskClient, anonymous: FlaskClient, case: str) -> None:
+    client: FlaskClient, anonymous: FlaskClient, case: str
+) -> None:
     records = (InactiveNhsNumber("9990043094", None, ("LAC",), "inactive"),)
     if case == "access-payload-inactive-action":
         envelope = build_access_notification(
-            notification_id="N-1", nhs_number="9990043094", local_id=None,
-            local_authority_ods_code="LA926", plan_types=("CPP",), access=ACCESS,
-            to="http://gateway.test" + INBOUND)
+            notification_id="N-1",
+            nhs_number="9990043094",
+            local_id=None,
+            local_authority_ods_code="LA926",
+            plan_types=("CPP",),
+            access=ACCESS,
+            to="http://gateway.test" + INBOUND,
+        )
         envelope.find(f".//{WSA}Action").text = INACTIVE
         add_security_header(envelope, username="cpis-mock", created=dt.datetime.now(dt.UTC))
         resp = post(anonymous, xml.to_bytes(envelope))
@@ -207,7 +245,8 @@ def test_a_notification_whose_action_and_payload_disagree_is_refused(
 
 @pytest.mark.parametrize("variant", HOSTILE_VARIANTS)
 def test_hostile_xml_sent_as_an_inactive_notification_is_refused(
-        anonymous: FlaskClient, client: FlaskClient, variant: str, tmp_path: Path) -> None:
+    anonymous: FlaskClient, client: FlaskClient, variant: str, tmp_path: Path
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CANARY")
     listener = socket.socket()
@@ -228,18 +267,24 @@ def test_hostile_xml_sent_as_an_inactive_notification_is_refused(
 
 # -- unborn child plans -----------------------------------------------------------------------
 def test_an_unborn_child_plan_is_answered_under_the_mother_with_the_delivery_date(
-        app: Flask, mock: str, seed: dict[str, Any]) -> None:
+    app: Flask, mock: str, seed: dict[str, Any]
+) -> None:
     plan_numbers = {p["nhs_number"] for p in seed["cpis"]["plans"]}
-    mother = next(p["nhs_number"] for p in seed["pds"]
-                  if not p["sensitive"] and not p["deceased_date"]
-                  and p["nhs_number"] not in plan_numbers)
+    mother = next(
+        p["nhs_number"]
+        for p in seed["pds"]
+        if not p["sensitive"] and not p["deceased_date"] and p["nhs_number"] not in plan_numbers
+    )
     start, due = dt.date(2026, 7, 1), dt.date(2026, 12, 24)
     cpis = build_cpis_client(SoapSettings(address=f"{mock}/spine/cpis"))
-    ack = cpis.upload([UploadRecord("U0001", mother, True, "UCPP", start,
-                                    expected_delivery_date=due),
-                       UploadRecord("U0002", mother, True, "CPP", start,
-                                    expected_delivery_date=due)],
-                      file_sequence_number=1, local_authority=LA)
+    ack = cpis.upload(
+        [
+            UploadRecord("U0001", mother, True, "UCPP", start, expected_delivery_date=due),
+            UploadRecord("U0002", mother, True, "CPP", start, expected_delivery_date=due),
+        ],
+        file_sequence_number=1,
+        local_authority=LA,
+    )
     assert [r.code for r in ack.records] == ["CPR06", "CPR07"]  # a due date is for UCPP only
 
     health = client_as(app, "health")
@@ -249,46 +294,92 @@ def test_an_unborn_child_plan_is_answered_under_the_mother_with_the_delivery_dat
     for entry in bundle["entry"]:
         found.setdefault(entry["resource"]["resourceType"], []).append(entry["resource"])
     (flag,), (care_plan,) = found["Flag"], found["CarePlan"]
-    assert (SNOMED, "818901000000100") in {(c["system"], c["code"])
-                                           for c in flag["code"]["coding"]}
+    assert (SNOMED, "818901000000100") in {(c["system"], c["code"]) for c in flag["code"]["coding"]}
     assert flag["subject"]["identifier"] == {"system": NHS, "value": mother}
-    assert flag["subject"]["display"] == care_plan["subject"]["display"] == \
-        "the mother (unborn child's plan)"
+    assert (
+        flag["subject"]["display"]
+        == care_plan["subject"]["display"]
+        == "the mother (unborn child's plan)"
+    )
     assert care_plan["description"].endswith("expected delivery date 2026-12-24")
     assert care_plan["activity"][0]["detail"]["scheduledPeriod"] == {"start": "2026-12-24"}
 
 
 def test_a_stored_unborn_child_plan_is_uploaded_with_its_delivery_date(
-        client: FlaskClient, fhir: FhirActions, seed: dict[str, Any]) -> None:
+    client: FlaskClient, fhir: FhirActions, seed: dict[str, Any]
+) -> None:
     """$upload reads the due date from the CarePlan activity the facade itself answers with."""
     plan_numbers = {p["nhs_number"] for p in seed["cpis"]["plans"]}
-    mother = next(p["nhs_number"] for p in seed["pds"]
-                  if not p["sensitive"] and not p["deceased_date"]
-                  and not p["superseded_nhs_numbers"] and p["nhs_number"] not in plan_numbers)
-    verified = {"system": NHS, "value": mother, "extension": [{
-        "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus",
-        "valueCodeableConcept": {"coding": [{
-            "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland",
-            "code": "01"}]}}]}
+    mother = next(
+        p["nhs_number"]
+        for p in seed["pds"]
+        if not p["sensitive"]
+        and not p["deceased_date"]
+        and not p["superseded_nhs_numbers"]
+        and p["nhs_number"] not in plan_numbers
+    )
+    verified = {
+        "system": NHS,
+        "value": mother,
+        "extension": [
+            {
+                "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus",
+                "valueCodeableConcept": {
+                    "coding": [
+                        {
+                            "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland",
+                            "code": "01",
+                        }
+                    ]
+                },
+            }
+        ],
+    }
     patient = fhir.created(make_patient(mother, identifier=[verified]))
-    fhir.created({
-        "resourceType": "CarePlan", "status": "active", "intent": "plan",
-        "category": [{"coding": [
-            {"system": "https://wraparound.example.org/fhir/CodeSystem/cp-plan-type",
-             "code": "UCPP"}]}],
-        "subject": {"reference": f"Patient/{patient['id']}"}, "period": {"start": "2026-06-01"},
-        "activity": [{"detail": {
-            "kind": "Appointment", "status": "not-started",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "11778-8"}]},
-            "scheduledPeriod": {"start": "2027-01-15"}}}]})
-    resp = client.post("/national/cpis/$upload", headers={"Content-Type": "application/fhir+json"},
-                       json={"resourceType": "Parameters", "parameter": [
-                           {"name": "patient",
-                            "valueReference": {"reference": f"Patient/{patient['id']}"}}]})
+    fhir.created(
+        {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "https://wraparound.example.org/fhir/CodeSystem/cp-plan-type",
+                            "code": "UCPP",
+                        }
+                    ]
+                }
+            ],
+            "subject": {"reference": f"Patient/{patient['id']}"},
+            "period": {"start": "2026-06-01"},
+            "activity": [
+                {
+                    "detail": {
+                        "kind": "Appointment",
+                        "status": "not-started",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "11778-8"}]},
+                        "scheduledPeriod": {"start": "2027-01-15"},
+                    }
+                }
+            ],
+        }
+    )
+    resp = client.post(
+        "/national/cpis/$upload",
+        headers={"Content-Type": "application/fhir+json"},
+        json={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueReference": {"reference": f"Patient/{patient['id']}"}}
+            ],
+        },
+    )
     assert resp.status_code == 200, resp.get_json()
     bundle = client.get(f"/national/cpis/Flag?nhs-number={mother}").get_json()
-    (care_plan,) = [e["resource"] for e in bundle["entry"]
-                    if e["resource"]["resourceType"] == "CarePlan"]
+    (care_plan,) = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan"
+    ]
     assert care_plan["category"][0]["coding"][0]["code"] == "818901000000100"
     assert care_plan["activity"][0]["detail"]["scheduledPeriod"] == {"start": "2027-01-15"}
     assert care_plan["activity"][0]["detail"]["code"]["coding"][0]["code"] == "11778-8"
