@@ -15,7 +15,13 @@
   transport, so the WS-Security timestamp is current), with the same headers, followed by an lxml
   parse of the reply (`lxml.etree.fromstring` with entities, DTDs and network access off).
 - **Connector** (for the breakdown, not the target): the same read with the PDS connector
-  called in the benchmark process (zeep envelope, WS-Security, post, hardened parse), no gateway.
+  called in the benchmark process (lxml envelope, WS-Security, post, hardened parse), no gateway.
+- **Hop** (for the breakdown, not the target): `GET /relay/{nhs}` on `bench.pds_relay`, a bare
+  Flask app served by gunicorn with the gateway's options, which posts the raw side's envelope
+  to the same mock and lxml-parses the reply: one HTTP hop plus the raw call, no gateway logic.
+  `ratio` = `hop_ratio` (hop/raw: what any HTTP broker in front of the service costs on this
+  machine) x `gateway_over_hop` (brokered/hop: the gateway's own work, i.e. token, policy,
+  audit, connector and FHIR rendering), each the median of the per-round ratios.
 - **Load**: one client, sequential calls (the same HTTP library, requests, for every side; the
   mock closes each connection, so every side connects per SOAP call); a warm-up, then many short
   rounds, each running every side once in a rotating order, so each round compares the sides
@@ -24,10 +30,12 @@
 - **Reported**: `ratio` = the median over rounds of brokered/raw median latency (target <= 1.3),
   the range of per-round ratios, the pooled medians and p95 of each side, `connector_ratio`
   (connector/raw), and CPU milliseconds per call: the gateway's gunicorn processes for a brokered
-  call, the benchmark process for a raw call (requests + lxml) and a connector call.
+  call, the relay's gunicorn processes for a hop call, the benchmark process for a raw call
+  (requests + lxml) and a connector call.
 
 Results are printed and written to `bench/results/national_pds.json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,10 +68,12 @@ from bench.common import (
 NAME = "national_pds"
 TARGET = 1.3
 AGENCY, SCOPES = "social-care", ("system/Patient.r",)
-SERVER_ENV = {"WRAPAROUND_ENV": "development", "WRAPAROUND_LOG_LEVEL": "INFO",
-              "WRAPAROUND_RATE_LIMIT_PER_MINUTE": "0"}
-_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                        huge_tree=False)
+SERVER_ENV = {
+    "WRAPAROUND_ENV": "development",
+    "WRAPAROUND_LOG_LEVEL": "INFO",
+    "WRAPAROUND_RATE_LIMIT_PER_MINUTE": "0",
+}
+_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,11 @@ QUICK = Options(rounds=4, calls=30, warmup=10, children=20)
 def seeded_children(count: int) -> list[str]:
     """Return NHS numbers of seeded, unrestricted, current PDS records."""
     data = json.loads((ROOT / "fixtures" / "national" / "pds.json").read_text(encoding="utf-8"))
-    numbers = [p["nhs_number"] for p in data["patients"]
-               if not p.get("sensitive") and not p.get("deceased_date")]
+    numbers = [
+        p["nhs_number"]
+        for p in data["patients"]
+        if not p.get("sensitive") and not p.get("deceased_date")
+    ]
     if len(numbers) < count:
         raise BenchError("not enough seeded PDS children")
     return numbers[:count]
@@ -106,9 +119,22 @@ class MockProcess:
         self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "mocks", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "mocks",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -137,6 +163,45 @@ class MockProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+class RelayProcess(ServerProcess):
+    """The bare hop: `python -m bench.pds_relay` on a free port (see that module)."""
+
+    def __init__(self, target: str, opts: Options, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(
+            "pds_relay",
+            ["--target", target, "--workers", str(opts.workers), "--threads", str(opts.threads)],
+            env,
+            log_path,
+        )
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the relay and wait until /healthz answers."""
+        for _attempt in range(3):
+            self.port = free_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "bench.pds_relay", "--port", str(self.port), *self.args],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            if self._wait_ready(timeout):
+                return
+            self.stop()
+        raise BenchError(f"the relay did not start; its log ends:\n{self.log_tail()}")
+
+    def load(self, envelopes: dict[str, tuple[bytes, dict[str, str]]]) -> None:
+        """Give the relay the envelopes the raw side posts."""
+        body: dict[str, Any] = {
+            n: {"body": e[0].decode("utf-8"), "headers": e[1]} for n, e in envelopes.items()
+        }
+        resp = requests.post(f"http://127.0.0.1:{self.port}/envelopes", json=body, timeout=30)
+        if resp.status_code != 200:
+            raise BenchError(f"the relay refused the envelopes ({resp.status_code})")
 
 
 def mint_token(database_url: str, env: dict[str, str]) -> str:
@@ -171,10 +236,12 @@ def capture_envelopes(pds_url: str, numbers: list[str]) -> dict[str, tuple[bytes
             return super().post(address, message, headers)
 
     settings = SoapSettings(address=pds_url)
-    transport = Recording(connect_timeout=settings.connect_timeout,
-                          read_timeout=settings.read_timeout,
-                          operation_timeout=settings.operation_timeout,
-                          max_response_bytes=settings.max_response_bytes)
+    transport = Recording(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        operation_timeout=settings.operation_timeout,
+        max_response_bytes=settings.max_response_bytes,
+    )
     client = build_pds_client(settings, transport=transport)
     for number in numbers:
         client.get_patient_details_by_nhs_number(number)
@@ -212,6 +279,13 @@ def brokered_call(session: requests.Session, url: str, number: str) -> None:
         raise BenchError(f"brokered read answered {resp.status_code}")
 
 
+def hop_call(session: requests.Session, url: str, number: str) -> None:
+    """One relayed read; raise BenchError unless the relay answered 200 for the child."""
+    resp = session.get(url + number, timeout=30)
+    if resp.status_code != 200 or resp.json().get("id") != number:
+        raise BenchError(f"relayed read answered {resp.status_code}")
+
+
 def raw_call(session: requests.Session, url: str, envelope: tuple[bytes, dict[str, str]]) -> None:
     """One raw SOAP POST and an lxml parse; raise BenchError unless PDS answered SMSP-0000."""
     resp = session.post(url, data=envelope[0], headers=envelope[1], timeout=30)
@@ -230,26 +304,40 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
     mock = MockProcess(tmp / f"mock-{db}.log")
     mock_url = mock.start()
     pds_url = f"{mock_url}/spine/pds"
-    env = {**os.environ, **SERVER_ENV, "WRAPAROUND_DATABASE_URL": url,
-           "WRAPAROUND_DATA_DIR": str(tmp / "data"), "WRAPAROUND_NATIONAL_URL": mock_url}
+    env = {
+        **os.environ,
+        **SERVER_ENV,
+        "WRAPAROUND_DATABASE_URL": url,
+        "WRAPAROUND_DATA_DIR": str(tmp / "data"),
+        "WRAPAROUND_NATIONAL_URL": mock_url,
+    }
     for key in ("WRAPAROUND_BASE_URL", "WRAPAROUND_PDS_URL"):
         env.pop(key, None)
-    gateway = ServerProcess("gateway", ["--workers", str(opts.workers),
-                                        "--threads", str(opts.threads)],
-                            env, tmp / f"gateway-{db}.log")
+    gateway = ServerProcess(
+        "gateway",
+        ["--workers", str(opts.workers), "--threads", str(opts.threads)],
+        env,
+        tmp / f"gateway-{db}.log",
+    )
+    relay = RelayProcess(pds_url, opts, env, tmp / f"relay-{db}.log")
     try:
         token = mint_token(url, env)
         gateway.start()
+        relay.start()
+        relay_url = f"http://127.0.0.1:{relay.port}/relay/"
+        hop = requests.Session()
         read_url = f"http://127.0.0.1:{gateway.port}/national/pds/Patient/"
         fhir = requests.Session()
-        fhir.headers.update({"Authorization": f"Bearer {token}",
-                             "Accept": "application/fhir+json"})
+        fhir.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
         soap = requests.Session()
         envelopes = capture_envelopes(pds_url, numbers)
+        relay.load(envelopes)
         for i in range(opts.warmup):
             brokered_call(fhir, read_url, numbers[i % len(numbers)])
             raw_call(soap, pds_url, envelopes[numbers[i % len(numbers)]])
-        sides = {"brokered": Side([], []), "raw": Side([], []), "connector": Side([], [])}
+            hop_call(hop, relay_url, numbers[i % len(numbers)])
+        sides = {name: Side([], []) for name in ("brokered", "raw", "connector", "hop")}
+        servers = {"brokered": gateway, "hop": relay}
         pds = build_pds_client(SoapSettings(address=pds_url))
 
         def one(name: str, number: str) -> None:
@@ -257,6 +345,8 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
                 brokered_call(fhir, read_url, number)
             elif name == "raw":
                 raw_call(soap, pds_url, envelopes[number])
+            elif name == "hop":
+                hop_call(hop, relay_url, number)
             else:
                 pds.get_patient_details_by_nhs_number(number)
 
@@ -264,22 +354,30 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
             one("connector", numbers[i % len(numbers)])
         ratios: list[float] = []
         connector_ratios: list[float] = []
-        rotations = (("brokered", "raw", "connector"), ("raw", "connector", "brokered"),
-                     ("connector", "brokered", "raw"), ("raw", "brokered", "connector"))
+        hop_ratios: list[float] = []
+        over_hop: list[float] = []
+        rotations = (
+            ("brokered", "raw", "connector", "hop"),
+            ("raw", "hop", "brokered", "connector"),
+            ("connector", "brokered", "hop", "raw"),
+            ("hop", "connector", "raw", "brokered"),
+        )
         for round_no in range(opts.rounds):
             if round_no % 4 == 0:
                 envelopes = capture_envelopes(pds_url, numbers)  # fresh WS-Security timestamps
+                relay.load(envelopes)
             medians: dict[str, float] = {}
             for name in rotations[round_no % len(rotations)]:
                 side = sides[name]
                 lat: list[float] = []
-                cpu0 = gateway.cpu_seconds() if name == "brokered" else time.process_time()
+                server = servers.get(name)
+                cpu0 = server.cpu_seconds() if server is not None else time.process_time()
                 for i in range(opts.calls):
                     number = numbers[(round_no * opts.calls + i) % len(numbers)]
                     start = time.perf_counter()
                     one(name, number)
                     lat.append(time.perf_counter() - start)
-                cpu1 = gateway.cpu_seconds() if name == "brokered" else time.process_time()
+                cpu1 = server.cpu_seconds() if server is not None else time.process_time()
                 if cpu0 is not None and cpu1 is not None:
                     side.cpu_seconds += cpu1 - cpu0
                 side.latencies.extend(lat)
@@ -288,57 +386,88 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
                 side.round_medians.append(medians[name])
             ratios.append(medians["brokered"] / medians["raw"])
             connector_ratios.append(medians["connector"] / medians["raw"])
-            log(f"[{db}] round {round_no + 1}/{opts.rounds}: brokered "
+            hop_ratios.append(medians["hop"] / medians["raw"])
+            over_hop.append(medians["brokered"] / medians["hop"])
+            log(
+                f"[{db}] round {round_no + 1}/{opts.rounds}: brokered "
                 f"{medians['brokered'] * 1000:.2f} ms, raw {medians['raw'] * 1000:.2f} ms, "
-                f"connector {medians['connector'] * 1000:.2f} ms, ratio {ratios[-1]:.2f}")
+                f"connector {medians['connector'] * 1000:.2f} ms, "
+                f"hop {medians['hop'] * 1000:.2f} ms, ratio {ratios[-1]:.2f}"
+            )
         summary = {name: side.summary() for name, side in sides.items()}
         b, r = summary["brokered"], summary["raw"]
         ratio = statistics.median(ratios)
         return {
             **summary,
-            "ratio": round(ratio, 3), "round_ratios": [round(x, 3) for x in ratios],
+            "ratio": round(ratio, 3),
+            "round_ratios": [round(x, 3) for x in ratios],
             "pooled_ratio": round(b["median_ms"] / r["median_ms"], 3),
             "connector_ratio": round(statistics.median(connector_ratios), 3),
+            "hop_ratio": round(statistics.median(hop_ratios), 3),
+            "gateway_over_hop": round(statistics.median(over_hop), 3),
             "cpu_ratio": round(b["cpu_ms_per_call"] / r["cpu_ms_per_call"], 2)
-            if r["cpu_ms_per_call"] else None,
-            "target": TARGET, "meets_target": ratio <= TARGET, "failed": False,
+            if r["cpu_ms_per_call"]
+            else None,
+            "target": TARGET,
+            "meets_target": ratio <= TARGET,
+            "failed": False,
         }
     finally:
+        relay.stop()
         gateway.stop()
         mock.stop()
 
 
 def print_table(results: dict[str, Any]) -> None:
     """Print the results."""
-    print(f"\n{'db':<9}{'brokered ms':>12}{'raw ms':>9}{'connector ms':>14}{'ratio':>8}"
-          f"{'rounds':>12}{'connector/raw':>15}{'cpu ms b/r':>14}")
+    print(
+        f"\n{'db':<9}{'brokered ms':>12}{'raw ms':>9}{'connector ms':>14}{'hop ms':>9}"
+        f"{'ratio':>8}{'rounds':>12}{'connector/raw':>15}{'hop/raw':>9}{'brokered/hop':>14}"
+        f"{'cpu ms b/h/r':>20}"
+    )
     for db, data in results["databases"].items():
         if "error" in data:
             print(f"{db:<9} error: {data['error']}")
             continue
-        b, r, c = data["brokered"], data["raw"], data["connector"]
+        b, r, c, h = data["brokered"], data["raw"], data["connector"], data["hop"]
         rounds = f"{min(data['round_ratios']):.2f}-{max(data['round_ratios']):.2f}"
-        print(f"{db:<9}{b['median_ms']:>12.2f}{r['median_ms']:>9.2f}{c['median_ms']:>14.2f}"
-              f"{data['ratio']:>8.2f}{rounds:>12}{data['connector_ratio']:>15.2f}"
-              f"{b['cpu_ms_per_call']:>7.2f}/{r['cpu_ms_per_call']:<6.2f}")
-    print(f"target: brokered/raw <= {TARGET} (median over rounds of the per-round ratio)")
+        cpu = f"{b['cpu_ms_per_call']:.2f}/{h['cpu_ms_per_call']:.2f}/{r['cpu_ms_per_call']:.2f}"
+        print(
+            f"{db:<9}{b['median_ms']:>12.2f}{r['median_ms']:>9.2f}{c['median_ms']:>14.2f}"
+            f"{h['median_ms']:>9.2f}{data['ratio']:>8.2f}{rounds:>12}"
+            f"{data['connector_ratio']:>15.2f}{data['hop_ratio']:>9.2f}"
+            f"{data['gateway_over_hop']:>14.2f}{cpu:>20}"
+        )
+    print(
+        f"target: brokered/raw <= {TARGET} (median over rounds of the per-round ratio); "
+        "ratio ~ hop/raw x brokered/hop"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command line."""
-    parser = argparse.ArgumentParser(prog="python -m bench.national_pds", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.national_pds",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke-test run")
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="sqlite",
-                        help="the gateway's database (it stores the audit trail; default sqlite)")
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgres", "both"),
+        default="sqlite",
+        help="the gateway's database (it stores the audit trail; default sqlite)",
+    )
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--calls", type=int, help="calls per side per round")
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--postgres-url", default=None,
-                        help=f"admin URL (default WRAPAROUND_BENCH_POSTGRES_URL or "
-                             f"{DEFAULT_POSTGRES_URL})")
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help=f"admin URL (default WRAPAROUND_BENCH_POSTGRES_URL or {DEFAULT_POSTGRES_URL})",
+    )
     parser.add_argument("--postgres-db", default="wraparound_bench_national")
     return parser.parse_args(argv)
 
@@ -347,18 +476,27 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return 0, or 1 when a run failed."""
     args = parse_args(argv)
     opts = QUICK if args.quick else DEFAULT
-    opts = replace(opts, **{k: getattr(args, k) for k in ("rounds", "calls", "warmup",
-                                                          "workers", "threads")
-                            if getattr(args, k) is not None})
+    opts = replace(
+        opts,
+        **{
+            k: getattr(args, k)
+            for k in ("rounds", "calls", "warmup", "workers", "threads")
+            if getattr(args, k) is not None
+        },
+    )
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
     started = time.monotonic()
-    results: dict[str, Any] = {"benchmark": NAME, "machine": machine_info(),
-                               "options": asdict(opts), "quick": args.quick,
-                               "server": "gunicorn (gateway.cli.serve options), gthread",
-                               "databases": {}}
+    results: dict[str, Any] = {
+        "benchmark": NAME,
+        "machine": machine_info(),
+        "options": asdict(opts),
+        "quick": args.quick,
+        "server": "gunicorn (gateway.cli.serve options), gthread",
+        "databases": {},
+    }
     failed = False
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     with tempfile.TemporaryDirectory(prefix="wraparound-bench-") as tmpdir:
@@ -367,10 +505,14 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if db == "sqlite":
                     results["databases"][db] = run_database(
-                        db, f"sqlite:///{tmp / 'bench.sqlite'}", opts, tmp, log)
+                        db, f"sqlite:///{tmp / 'bench.sqlite'}", opts, tmp, log
+                    )
                     continue
-                admin = (args.postgres_url or os.environ.get("WRAPAROUND_BENCH_POSTGRES_URL")
-                         or DEFAULT_POSTGRES_URL)
+                admin = (
+                    args.postgres_url
+                    or os.environ.get("WRAPAROUND_BENCH_POSTGRES_URL")
+                    or DEFAULT_POSTGRES_URL
+                )
                 scratch = PostgresScratch(admin, args.postgres_db)
                 try:
                     results["databases"][db] = run_database(db, scratch.create(), opts, tmp, log)

@@ -12,6 +12,8 @@ from connectors.cpis.models import (
     Accessor,
     CpisAccess,
     CpisPlan,
+    InactiveNhsNumber,
+    InactiveNhsNumberNotification,
     LocalAuthority,
     RecordAcknowledgement,
     UploadAcknowledgement,
@@ -22,6 +24,7 @@ from connectors.errors import InvalidResponse
 __all__ = [
     "ACTION_PREFIX",
     "CPIS_NS",
+    "INACTIVE_NOTIFICATION_ACTION",
     "NOTIFICATION_ACTION",
     "WSDL_DIR",
     "access_element",
@@ -29,6 +32,7 @@ __all__ = [
     "local_authority_element",
     "read_access",
     "read_acknowledgement",
+    "read_inactive_notification",
     "read_local_authority",
     "read_notification",
     "read_plan",
@@ -38,6 +42,7 @@ __all__ = [
 CPIS_NS = "urn:wraparound:spine:cpis:1"
 ACTION_PREFIX = "urn:wraparound:spine:cpis:1:"
 NOTIFICATION_ACTION = ACTION_PREFIX + "accessToServiceNotification"
+INACTIVE_NOTIFICATION_ACTION = ACTION_PREFIX + "inactiveNhsNumberNotification"
 WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
 _C = f"{{{CPIS_NS}}}"
 
@@ -160,6 +165,7 @@ def read_plan(node: etree._Element) -> CpisPlan:
         start_date=start,
         end_date=_date(_text(node, "endDate", required=False)),
         local_authority=read_local_authority(la),
+        expected_delivery_date=_date(_text(node, "expectedDeliveryDate", required=False)),
     )
 
 
@@ -229,4 +235,31 @@ def read_notification(node: etree._Element, message_id: str) -> AccessNotificati
         local_authority_ods_code=_req(node, "localAuthorityOdsCode"),
         plan_types=tuple((p.text or "").strip() for p in node.findall(_C + "planType")),
         access=read_access(access),
+    )
+
+
+def read_inactive_notification(
+    node: etree._Element, message_id: str
+) -> InactiveNhsNumberNotification:
+    """Read an InactiveNhsNumberNotification."""
+    if node.tag != _C + "InactiveNhsNumberNotification":
+        raise InvalidResponse("expected an InactiveNhsNumberNotification")
+    records = tuple(
+        InactiveNhsNumber(
+            nhs_number=_req(r, "nhsNumber"),
+            local_id=_text(r, "localId", required=False),
+            plan_types=tuple((p.text or "").strip() for p in r.findall(_C + "planType")),
+            reason=_req(r, "reason"),
+            replacement_nhs_number=_text(r, "replacementNhsNumber", required=False),
+        )
+        for r in node.findall(_C + "record")
+    )
+    if not records:
+        raise InvalidResponse("the notification names no NHS number")
+    return InactiveNhsNumberNotification(
+        notification_id=_req(node, "notificationId"),
+        message_id=message_id,
+        local_authority_ods_code=_req(node, "localAuthorityOdsCode"),
+        notified_at=_datetime(_req(node, "notificationTime")),
+        records=records,
     )

@@ -1,4 +1,9 @@
-"""The mock health-spine-like CP-IS service: uploads, NHS queries, access history, notifications."""
+"""The mock health-spine-like CP-IS service: uploads, NHS queries, access history, notifications.
+
+Run-time control (`POST /admin/services/cpis/control/inactive-nhs-numbers`, see `control`): push
+inactive-NHS-number notifications to the local authorities whose plans carry NHS numbers that
+PDS no longer holds as current.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +27,14 @@ from connectors.cpis.models import (
     RECORD_CODE_SYSTEM,
     RECORD_CODES,
     CpisAccess,
+    InactiveNhsNumber,
     LocalAuthority,
     UploadRecord,
 )
-from connectors.cpis.notifications import build_access_notification
+from connectors.cpis.notifications import (
+    build_access_notification,
+    build_inactive_nhs_number_notification,
+)
 from connectors.errors import ConnectorError
 from connectors.mockserver.service import MockReply, MockRequest
 from connectors.soap import xml
@@ -50,6 +59,9 @@ RETENTION_AFTER_END = timedelta(days=365)
 
 # (nhs_number) -> "current" | "superseded" | "missing", and whether the record is sensitive.
 PdsLookup = Callable[[str], tuple[str, bool]]
+# (superseded nhs_number) -> the NHS number that replaced it, when PDS knows it.
+ReplacementLookup = Callable[[str], str | None]
+SENDER = "urn:nhs-uk:addressing:ods:X26:CPIS"
 
 
 @dataclass
@@ -59,6 +71,7 @@ class _Plan:
     start_date: date
     end_date: date | None
     la: LocalAuthority
+    expected_delivery_date: date | None = None
 
 
 class CpisMockService:
@@ -80,9 +93,11 @@ class CpisMockService:
         signing: SigningSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_message_id,
+        replacement_lookup: ReplacementLookup | None = None,
     ) -> None:
         self.seed_file = seed_file
         self.pds_lookup = pds_lookup
+        self.replacement_lookup = replacement_lookup
         self.callback_url = callback_url
         self._initial_callback_url = callback_url
         self.callback_username = callback_username
@@ -116,6 +131,9 @@ class CpisMockService:
                     start_date=date.fromisoformat(p["start_date"]),
                     end_date=date.fromisoformat(p["end_date"]) if p.get("end_date") else None,
                     la=la_default,
+                    expected_delivery_date=date.fromisoformat(p["expected_delivery_date"])
+                    if p.get("expected_delivery_date")
+                    else None,
                 )
         with self._lock:
             self.callback_url = self._initial_callback_url
@@ -222,6 +240,8 @@ class CpisMockService:
             return "CPR02", None
         if record.end_date is not None and record.end_date < record.start_date:
             return "CPR07", "end date before start date"
+        if record.expected_delivery_date is not None and record.plan_type != "UCPP":
+            return "CPR07", "an expected delivery date belongs to an unborn child plan only"
         return "CPR06", None
 
     def _upload(self, request: MockRequest) -> MockReply:
@@ -284,6 +304,7 @@ class CpisMockService:
             start_date=record.start_date,
             end_date=record.end_date,
             la=la,
+            expected_delivery_date=record.expected_delivery_date,
         )
 
     # --- query -------------------------------------------------------------------------------
@@ -335,6 +356,10 @@ class CpisMockService:
             if plan.end_date is not None:
                 etree.SubElement(node, _C + "endDate").text = plan.end_date.isoformat()
             m.local_authority_element(node, plan.la)
+            if plan.expected_delivery_date is not None:
+                etree.SubElement(
+                    node, _C + "expectedDeliveryDate"
+                ).text = plan.expected_delivery_date.isoformat()
         if plans:
             for access in accesses:
                 m.access_element(response, access)
@@ -357,6 +382,7 @@ class CpisMockService:
         for la_code, la_plans in sorted(by_la.items()):
             record: dict[str, Any] = {
                 "id": self.ids(),
+                "kind": "access-to-service",
                 "local_authority": la_code,
                 "status": "pending" if self.callback_url else "no-callback",
                 "attempts": 0,
@@ -373,16 +399,101 @@ class CpisMockService:
                 plan_types=tuple(p.plan_type for p in la_plans),
                 access=access,
                 to=self.callback_url,
-                from_address="urn:nhs-uk:addressing:ods:X26:CPIS",
+                from_address=SENDER,
             )
             threading.Thread(
                 target=self._deliver,
-                args=(record, envelope, self.callback_url),
+                args=(record, envelope, self.callback_url, m.NOTIFICATION_ACTION),
                 name="cpis-notification",
                 daemon=True,
             ).start()
 
-    def _deliver(self, record: dict[str, Any], envelope: etree._Element, url: str) -> None:
+    def control(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Run an admin control; raise ValueError for an unknown one or bad input.
+
+        `inactive-nhs-numbers`: `{"nhs_numbers": [...]}` (optional; default every NHS number on
+        a plan that PDS holds as superseded or does not hold), optionally `"replacements":
+        {old: new}` (default: what PDS says replaced a superseded number). For each local
+        authority with plans under those numbers, one inactive-NHS-number notification is pushed
+        to the callback URL. Answers the notification ids and the count of numbers named.
+        """
+        if action != "inactive-nhs-numbers":
+            raise ValueError("unknown control; the CP-IS mock has inactive-nhs-numbers")
+        numbers = data.get("nhs_numbers")
+        replacements = data.get("replacements") or {}
+        if numbers is not None and (
+            not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers)
+        ):
+            raise ValueError("nhs_numbers must be a list of strings")
+        if not isinstance(replacements, dict) or not all(
+            isinstance(v, str) and is_valid_nhs_number(v) for v in replacements.values()
+        ):
+            raise ValueError("replacements must map NHS numbers to valid NHS numbers")
+        with self._lock:
+            by_la: dict[str, tuple[LocalAuthority, dict[str, list[_Plan]]]] = {}
+            for (number, _), plan in sorted(self.plans.items()):
+                state, _sensitive = self.pds_lookup(number)
+                if numbers is not None:
+                    if number not in numbers:
+                        continue
+                elif state == "current":
+                    continue
+                la_entry = by_la.setdefault(plan.la.ods_code, (plan.la, {}))
+                la_entry[1].setdefault(number, []).append(plan)
+            sent: list[str] = []
+            named = 0
+            for la_code, (_la, plans_by_number) in sorted(by_la.items()):
+                records = []
+                for number, plans in sorted(plans_by_number.items()):
+                    state, _sensitive = self.pds_lookup(number)
+                    replacement = replacements.get(number)
+                    if replacement is None and state == "superseded" and self.replacement_lookup:
+                        replacement = self.replacement_lookup(number)
+                    records.append(
+                        InactiveNhsNumber(
+                            nhs_number=number,
+                            local_id=plans[0].local_id,
+                            plan_types=tuple(sorted({p.plan_type for p in plans})),
+                            reason="superseded"
+                            if replacement or state == "superseded"
+                            else "inactive",
+                            replacement_nhs_number=replacement,
+                        )
+                    )
+                named += len(records)
+                sent.append(self._push_inactive(la_code, tuple(records)))
+        return {"notifications": sent, "nhs_numbers": named}
+
+    def _push_inactive(self, la_code: str, records: tuple[InactiveNhsNumber, ...]) -> str:
+        record: dict[str, Any] = {
+            "id": self.ids(),
+            "kind": "inactive-nhs-number",
+            "local_authority": la_code,
+            "status": "pending" if self.callback_url else "no-callback",
+            "attempts": 0,
+            "http_status": None,
+        }
+        self.notifications.append(record)
+        if self.callback_url:
+            envelope = build_inactive_nhs_number_notification(
+                notification_id=record["id"],
+                local_authority_ods_code=la_code,
+                notified_at=self.clock(),
+                records=records,
+                to=self.callback_url,
+                from_address=SENDER,
+            )
+            threading.Thread(
+                target=self._deliver,
+                args=(record, envelope, self.callback_url, m.INACTIVE_NOTIFICATION_ACTION),
+                name="cpis-notification",
+                daemon=True,
+            ).start()
+        return str(record["id"])
+
+    def _deliver(
+        self, record: dict[str, Any], envelope: etree._Element, url: str, action: str
+    ) -> None:
         for attempt in range(1, 4):
             add_security_header(envelope, username=self.callback_username, created=self.clock())
             if self.signing.private_key_pem and self.signing.certificate_pem:
@@ -398,7 +509,7 @@ class CpisMockService:
                     data=xml.to_bytes(envelope),
                     headers={
                         "Content-Type": "text/xml; charset=utf-8",
-                        "SOAPAction": f'"{m.NOTIFICATION_ACTION}"',
+                        "SOAPAction": f'"{action}"',
                     },
                     timeout=(2.0, 5.0),
                     allow_redirects=False,

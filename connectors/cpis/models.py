@@ -7,12 +7,15 @@ from datetime import date, datetime
 
 __all__ = [
     "FILE_CODES",
+    "INACTIVE_REASONS",
     "RECORD_CODES",
     "AccessNotification",
     "Accessor",
     "CpisAccess",
     "CpisPlan",
     "CpisQueryResult",
+    "InactiveNhsNumber",
+    "InactiveNhsNumberNotification",
     "LocalAuthority",
     "RecordAcknowledgement",
     "UploadAcknowledgement",
@@ -40,6 +43,9 @@ RECORD_CODES = {
     "CPR07": "Unsuccessful record upload",
 }
 PLAN_TYPES = ("CPP", "LAC", "UCPP")
+# Why PDS no longer holds an NHS number as current: merged into another record (superseded) or
+# made inactive (invalidated, retired).
+INACTIVE_REASONS = ("superseded", "inactive")
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class CpisPlan:
     start_date: date
     end_date: date | None
     local_authority: LocalAuthority
+    expected_delivery_date: date | None = None  # unborn child plans (UCPP)
 
 
 @dataclass(frozen=True)
@@ -142,3 +149,29 @@ class AccessNotification:
     local_authority_ods_code: str
     plan_types: tuple[str, ...]
     access: CpisAccess
+
+
+@dataclass(frozen=True)
+class InactiveNhsNumber:
+    """One NHS number on the local authority's plans that PDS no longer holds as current."""
+
+    nhs_number: str
+    local_id: str | None
+    plan_types: tuple[str, ...]
+    reason: str  # superseded or inactive
+    replacement_nhs_number: str | None = None
+
+
+@dataclass(frozen=True)
+class InactiveNhsNumberNotification:
+    """An inactive-NHS-number notification (CP-IS message type 06) pushed to a local authority.
+
+    The local authority must correct the plans under these numbers (upload them again under the
+    current number, or delete them): CP-IS cannot show them to health staff meanwhile.
+    """
+
+    notification_id: str
+    message_id: str
+    local_authority_ods_code: str
+    notified_at: datetime
+    records: tuple[InactiveNhsNumber, ...]

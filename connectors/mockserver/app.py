@@ -8,6 +8,8 @@ Admin API (JSON, loopback only by deployment):
 - ``POST /admin/reset``    restore every service's seeded state and clear faults
 - ``GET /admin/services/<name>`` a service's state (counts, delivery states; no personal data)
 - ``POST /admin/services/<name>/config`` change a service's run-time settings
+- ``POST /admin/services/<name>/control/<action>`` run a service's control (e.g. CP-IS
+  ``inactive-nhs-numbers``: push inactive-NHS-number notifications)
 - ``GET /health``          liveness and the registered services
 """
 
@@ -76,6 +78,7 @@ def default_services(settings: MockSettings) -> list[MockService]:
         callback_url=settings.cpis_callback_url,
         callback_username=settings.cpis_callback_username,
         signing=settings.notification_signing,
+        replacement_lookup=lambda number: pds.superseded.get(number),
     )
     index = ContactPointMockService(settings.seed_dir / "contactpoint.json")
     # Registering and closing a CAF sets the child index's "CAF exists" indicator.
@@ -325,6 +328,20 @@ def create_mock_app(
         except ValueError as exc:
             return jsonify(error=str(exc)), 400
         return jsonify(service.admin_state())
+
+    @app.post("/admin/services/<name>/control/<action>")
+    def service_control(name: str, action: str) -> Response | tuple[Response, int]:
+        service = server.services.get(name)
+        control = getattr(service, "control", None)
+        if service is None or control is None:
+            return jsonify(error="service has no controls"), 404
+        data = request.get_json(silent=True) if request.content_length else {}
+        if not isinstance(data, dict):
+            return jsonify(error="a JSON object is required"), 400
+        try:
+            return jsonify(control(action, data))
+        except ValueError as exc:
+            return jsonify(error=str(exc)), 400
 
     @app.errorhandler(413)
     def too_large(_: Any) -> Response:

@@ -117,7 +117,7 @@ class PdsClient:
                 operation=operation_name,
             )
         payload = m.build_query(operation, params, message_uuid=self.ids())
-        args = m.distribution_envelope_args(
+        envelope = m.build_distribution_envelope(
             operation,
             payload,
             tracking_id=self.ids(),
@@ -125,8 +125,8 @@ class PdsClient:
             audit_identity=self.audit_identity,
             sender_address=self.sender_address,
         )
-        reply = self.soap.call(
-            operation_name, message_id=message_id, correlation_id=correlation_id, **args
+        reply = self.soap.send(
+            operation_name, envelope, message_id=message_id, correlation_id=correlation_id
         )
         try:
             hl7 = m.find_hl7_payload(reply.payload)

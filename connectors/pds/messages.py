@@ -31,6 +31,7 @@ __all__ = [
     "WSDL_DIR",
     "Operation",
     "QueryParameters",
+    "build_distribution_envelope",
     "build_query",
     "distribution_envelope_args",
     "find_hl7_payload",
@@ -56,6 +57,16 @@ OID_ODS_ORGANISATION = "2.16.840.1.113883.2.1.4.3"
 WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
 
 _H = f"{{{HL7_NS}}}"
+_I = f"{{{ITK_NS}}}"
+# Schema defaults of the ITK attributes, written out as zeep writes them from the WSDL.
+ITK_ADDRESS_TYPE = "2.16.840.1.113883.2.1.3.2.4.18.22"
+ITK_IDENTITY_TYPE = "2.16.840.1.113883.2.1.3.2.4.18.27"
+_MANIFEST_FLAGS = {
+    "metadata": "false",
+    "compressed": "false",
+    "base64": "false",
+    "encrypted": "false",
+}
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,49 @@ def distribution_envelope_args(
         "header": header,
         "payloads": {"count": 1, "payload": [{"id": payload_id, "_value_1": payload}]},
     }
+
+
+def build_distribution_envelope(
+    operation: Operation,
+    payload: etree._Element,
+    *,
+    tracking_id: str,
+    payload_id: str,
+    audit_identity: str | None,
+    sender_address: str | None,
+) -> etree._Element:
+    """Build the ITK DistributionEnvelope carrying one payload, directly with lxml.
+
+    The same document zeep writes from `distribution_envelope_args` and the package WSDL
+    (elements in schema order, schema-default attributes written out), without zeep's object
+    graph; the payload element is moved into the envelope.
+    """
+    # The prefix zeep writes, so both renderings are the same bytes (canonical-XML tests).
+    envelope = etree.Element(_I + "DistributionEnvelope", nsmap={"ns0": ITK_NS})
+    header = etree.SubElement(
+        envelope, _I + "header", {"trackingid": tracking_id, "service": operation.action}
+    )
+    if audit_identity:
+        identity = etree.SubElement(header, _I + "auditIdentity")
+        etree.SubElement(identity, _I + "id", {"type": ITK_IDENTITY_TYPE, "uri": audit_identity})
+    manifest = etree.SubElement(header, _I + "manifest", {"count": "1"})
+    etree.SubElement(
+        manifest,
+        _I + "manifestitem",
+        {
+            "id": payload_id,
+            "mimetype": "text/xml",
+            "profileid": operation.request_profile,
+            **_MANIFEST_FLAGS,
+        },
+    )
+    if sender_address:
+        etree.SubElement(
+            header, _I + "senderAddress", {"type": ITK_ADDRESS_TYPE, "uri": sender_address}
+        )
+    payloads = etree.SubElement(envelope, _I + "payloads", {"count": "1"})
+    etree.SubElement(payloads, _I + "payload", {"id": payload_id}).append(payload)
+    return envelope
 
 
 def find_hl7_payload(distribution_envelope: etree._Element) -> etree._Element:

@@ -5,6 +5,10 @@ WS-Addressing (stable MessageID) and the correlation header → WS-Security adds
 UsernameToken (and signs) → the hardened transport posts with timeouts and a bounded read → our
 hardened parser reads the reply → SOAP Faults and HTTP errors become connector errors → the reply
 signature is verified when configured → the caller gets the Body's payload element.
+
+`SoapClient.send` is the same path for a Body the connector built itself with lxml (the
+PDS connector on its hot path): only zeep's serialisation is skipped; the operation's SOAPAction
+comes from the WSDL binding, and plugins, WS-Security, transport and reader are the same.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import requests
 import zeep
 from lxml import etree
 from zeep import Plugin
-from zeep.plugins import apply_ingress
+from zeep.plugins import apply_egress, apply_ingress
 from zeep.wsdl import Document
 
 from connectors.errors import (
@@ -127,6 +131,7 @@ class SoapClient:
             self._service = zeep_client.create_service(  # type: ignore[no-untyped-call]
                 spec.binding, settings.address
             )
+        self._operations: dict[str, Any] = {}
 
     def call(
         self,
@@ -137,6 +142,63 @@ class SoapClient:
         **body: Any,
     ) -> SoapReply:
         """Send one operation; reuse message_id when retrying the same logical message."""
+        return self._run(
+            operation, message_id, correlation_id, lambda: self._service[operation](**body)
+        )
+
+    def send(
+        self,
+        operation: str,
+        content: etree._Element,
+        *,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> SoapReply:
+        """Send one operation whose Body content is already built; reuse message_id on retry.
+
+        `content` (moved into the envelope) must be what the WSDL's message for the operation
+        describes; the connector's tests check it against zeep's own rendering and the schemas.
+        """
+        return self._run(
+            operation, message_id, correlation_id, lambda: self._post_content(operation, content)
+        )
+
+    def _operation(self, operation: str) -> Any:
+        found = self._operations.get(operation)
+        if found is None:
+            found = self._service._binding.get(operation)
+            self._operations[operation] = found
+        return found
+
+    def _post_content(self, operation: str, content: etree._Element) -> requests.Response:
+        operation_obj = self._operation(operation)
+        envelope = etree.Element(f"{{{SOAP11_NS}}}Envelope", nsmap={"soap-env": SOAP11_NS})
+        etree.SubElement(envelope, f"{{{SOAP11_NS}}}Body").append(content)
+        action = operation_obj.soapaction
+        headers = {
+            "SOAPAction": f'"{action}"' if action else '""',
+            "Content-Type": "text/xml; charset=utf-8",
+        }
+        options = self._service._binding_options
+        envelope, headers = apply_egress(  # type: ignore[no-untyped-call]
+            self.zeep, envelope, headers, operation_obj, options
+        )
+        if self.wsse is not None:
+            envelope, headers = self.wsse.apply(envelope, headers)
+        if self.zeep.settings.extra_http_headers:
+            headers.update(self.zeep.settings.extra_http_headers)
+        response: requests.Response = self.zeep.transport.post_xml(
+            options["address"], envelope, headers
+        )
+        return response
+
+    def _run(
+        self,
+        operation: str,
+        message_id: str | None,
+        correlation_id: str | None,
+        post: Callable[[], requests.Response],
+    ) -> SoapReply:
         message_id = message_id or self.ids()
         correlation_id = correlation_id or message_id
         context = CallContext(
@@ -152,7 +214,7 @@ class SoapClient:
         response: requests.Response | None = None
         try:
             with call_context(context), boundary(self.spec.name, operation, correlation_id):
-                response = self._service[operation](**body)
+                response = post()
                 return self._read(response, operation, context)
         except ConnectorError as exc:
             outcome = exc.code
@@ -210,7 +272,7 @@ class SoapClient:
                 raise Unavailable(f"HTTP {status}")
             raise InvalidResponse(f"HTTP {status}")
         body = self.wsse.verify(envelope) if self.wsse is not None else bodies[0]
-        operation_obj = self._service._binding.get(operation)
+        operation_obj = self._operation(operation)
         apply_ingress(  # type: ignore[no-untyped-call]
             self.zeep, envelope, dict(response.headers), operation_obj
         )

@@ -26,7 +26,7 @@ def mocks() -> None:
 @click.option(
     "--cpis-callback-url",
     default=None,
-    help="Where CP-IS pushes access-to-service notifications (the gateway's inbound endpoint).",
+    help="Where CP-IS pushes its notifications (the gateway's inbound endpoint).",
 )
 def serve(host: str, port: int, seed_dir: Path | None, cpis_callback_url: str | None) -> None:
     """Serve /spine/pds, /spine/cpis, /contactpoint and /ecaf until interrupted."""

@@ -10,8 +10,9 @@
   authority's `$feed` of children (`gateway.national.feed`);
 - `/national/ecaf` — the CAF assessment store: the CAF form as a Questionnaire, assessments as
   QuestionnaireResponses, consent, team, action plan, review and close (`gateway.national.ecaf`);
-- `/inbound/cpis/notifications` — CP-IS access-to-service notifications, verified by their own
-  WS-Security, stored as AuditEvent + Communication and acknowledged.
+- `/inbound/cpis/notifications` — CP-IS notifications, verified by their own WS-Security,
+  stored and acknowledged: access to service as AuditEvent + Communication, inactive NHS numbers
+  as a Flag per number + Communication.
 
 Each base has its own CapabilityStatement at `<base>/metadata`. What stored local changes imply
 for the child index and the CAF store (involvements, CAFs) is `gateway.national.push`, sent by

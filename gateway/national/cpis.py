@@ -33,6 +33,7 @@ from gateway.national.pds import check_nhs_number
 from gateway.national.resources import (
     CPIS_FILE_CODE_SYSTEM,
     CPIS_RECORD_CODE_SYSTEM,
+    EXPECTED_DELIVERY,
     PLAN_TYPE_FROM_SNOMED,
     PLAN_TYPES,
     VERIFIED,
@@ -149,6 +150,23 @@ def _plan_type(resource: dict[str, Any]) -> str | None:
                 return str(code)
             if system == systems.SNOMED and code in PLAN_TYPE_FROM_SNOMED:
                 return PLAN_TYPE_FROM_SNOMED[code]
+    return None
+
+
+def expected_delivery(resource: dict[str, Any]) -> date | None:
+    """Return the expected delivery date of an unborn child plan (CarePlan), if it has one.
+
+    It is the `scheduledPeriod.start` of the activity coded "Delivery date Estimated", the shape
+    the CP-IS facade answers with.
+    """
+    if resource.get("resourceType") != "CarePlan":
+        return None
+    for activity in resource.get("activity") or ():
+        detail = activity.get("detail") or {}
+        codings = (detail.get("code") or {}).get("coding") or ()
+        if any(c.get("system") == EXPECTED_DELIVERY["system"]
+               and c.get("code") == EXPECTED_DELIVERY["code"] for c in codings):
+            return _day((detail.get("scheduledPeriod") or {}).get("start"))
     return None
 
 
@@ -293,7 +311,9 @@ class UploadCollector:
             batch.records.append(UploadRecord(
                 local_id=label[:200], nhs_number=number[0], nhs_number_verified=number[1],
                 plan_type=plan_type, start_date=start, end_date=_day(period.get("end")),
-                delete_date=self.today() if deleted else None))
+                delete_date=self.today() if deleted else None,
+                expected_delivery_date=expected_delivery(resource) if plan_type == "UCPP"
+                else None))
         if len(batch.records) > MAX_RECORDS:
             raise BadRequest(f"one upload may carry at most {MAX_RECORDS} records")
 
@@ -373,5 +393,5 @@ class CpisFacade:
 
 
 __all__ = ["ACCESS_TYPES", "CpisFacade", "FileSequence", "UploadBatch", "UploadCollector",
-           "access_type_of", "accessor_for", "acknowledgement_outcome", "local_authority",
-           "nhs_number_param"]
+           "access_type_of", "accessor_for", "acknowledgement_outcome", "expected_delivery",
+           "local_authority", "nhs_number_param"]

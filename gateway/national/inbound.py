@@ -1,13 +1,19 @@
-"""Inbound CP-IS access-to-service notifications: verify, store as FHIR once, acknowledge.
+"""Inbound CP-IS notifications: verify, store as FHIR once, acknowledge.
+
+Two kinds arrive at one endpoint, told apart by their SOAPAction / wsa:Action: access to service
+(health staff looked at a child's record in unscheduled care) and inactive NHS number (NHS
+numbers on the local authority's plans that PDS no longer holds as current).
 
 A notification is authenticated by its own WS-Security header, not by a bearer token: the
 Timestamp must be current, the UsernameToken (and its password) must be the configured ones when
 they are configured, and when a certificate is configured the Body and Timestamp must be signed
 with it (required by default in production). It is stored, acting as the local authority's
-social-care agency, in one transaction: an AuditEvent (who looked, where, when) and a
-Communication to the local authority about the child (linked to the child's Patient when one
-carries the NHS number). Its WS-Addressing MessageID fixes the ids of both resources, so a
-notification sent again is acknowledged as a duplicate and stored once.
+social-care agency, in one transaction: for an access, an AuditEvent (who looked, where, when)
+and a Communication to the local authority about the child; for inactive NHS numbers, one
+administrative Flag per number (what to correct) and a Communication to the local authority
+about them. Each is linked to the child's Patient when one carries the NHS number. The
+WS-Addressing MessageID fixes the ids of every resource, so a notification sent again is
+acknowledged as a duplicate and stored once.
 
 Every refusal is a SOAP Fault; nothing inbound ever gets an HTML error page.
 """
@@ -21,7 +27,13 @@ from typing import Any
 
 import orjson
 
-from connectors.cpis import AccessNotification, build_notification_ack, parse_access_notification
+from connectors.cpis import (
+    AccessNotification,
+    InactiveNhsNumberNotification,
+    Notification,
+    build_notification_ack,
+    parse_notification,
+)
 from connectors.errors import (
     ConnectorError,
     InvalidResponse,
@@ -34,7 +46,12 @@ from connectors.soap.server import build_fault, read_inbound
 from connectors.soap.wsse import WSSE_NS
 from gateway.errors import GatewayError
 from gateway.fhir import bundles
-from gateway.national.resources import notification_ids, notification_resources
+from gateway.national.resources import (
+    inactive_nhs_number_resources,
+    inactive_notification_id,
+    notification_ids,
+    notification_resources,
+)
 from gateway.security.context import Caller, acting_as
 from gateway.services import Services
 from vocab import systems
@@ -48,7 +65,7 @@ _FAULT_TEXT: tuple[tuple[type[ConnectorError], str], ...] = (
     (UnsafeXml, "the message was refused: it uses XML features that are not accepted"),
     (MalformedXml, "the message is not well-formed XML"),
     (SecurityFailure, "the message failed WS-Security verification"),
-    (InvalidResponse, "the message is not a valid access-to-service notification"),
+    (InvalidResponse, "the message is not a valid CP-IS notification"),
 )
 
 
@@ -60,6 +77,7 @@ class InboundReply:
     body: bytes
     message_id: str | None = None
     duplicate: bool = False
+    kind: str | None = None  # accessToServiceNotification or inactiveNhsNumberNotification
 
 
 def soap_fault(fault_code: str, text: str, relates_to: str | None = None) -> bytes:
@@ -76,8 +94,15 @@ def _fault_text(exc: ConnectorError) -> str:
     return "the message could not be accepted"
 
 
+def kind_of(notification: Notification) -> str:
+    """Return the operation name of a notification."""
+    if isinstance(notification, InactiveNhsNumberNotification):
+        return "inactiveNhsNumberNotification"
+    return "accessToServiceNotification"
+
+
 class NotificationReceiver:
-    """Receive CP-IS access-to-service notifications for one app."""
+    """Receive CP-IS notifications (access to service, inactive NHS number) for one app."""
 
     def __init__(self, services: Services, *, fhir_base: Callable[[], str],
                  certificate_pem: bytes | None = None) -> None:
@@ -100,7 +125,7 @@ class NotificationReceiver:
             return InboundReply(500, soap_fault("Client", "SOAP 1.1 messages are text/xml"))
         try:
             self.authenticate(body)
-            notification = parse_access_notification(
+            notification = parse_notification(
                 body, soap_action=soap_action, certificate_pem=self.certificate_pem,
                 require_signature=self.require_signature, max_bytes=MAX_BYTES)
         except ConnectorError as exc:
@@ -114,10 +139,11 @@ class NotificationReceiver:
             return InboundReply(500, soap_fault(
                 "Server", "the notification could not be stored; send it again",
                 notification.message_id), notification.message_id)
-        log.info("inbound cpis notification accepted message_id=%s duplicate=%s",
+        kind = kind_of(notification)
+        log.info("inbound cpis notification accepted kind=%s message_id=%s duplicate=%s", kind,
                  notification.message_id, duplicate)
         return InboundReply(200, build_notification_ack(notification, duplicate=duplicate),
-                            notification.message_id, duplicate)
+                            notification.message_id, duplicate, kind)
 
     def authenticate(self, body: bytes) -> None:
         """Check the UsernameToken (and password) when they are configured."""
@@ -138,8 +164,13 @@ class NotificationReceiver:
                 raise SecurityFailure("wrong UsernameToken password")
 
     # -- storing ------------------------------------------------------------------------------
-    def store(self, notification: AccessNotification) -> bool:
+    def store(self, notification: Notification) -> bool:
         """Store the notification once; return True when it had been stored already."""
+        if isinstance(notification, InactiveNhsNumberNotification):
+            return self._store_inactive(notification)
+        return self._store_access(notification)
+
+    def _store_access(self, notification: AccessNotification) -> bool:
         comm_id, event_id = notification_ids(notification.message_id)
         fhir = self.services.fhir
         with acting_as(Caller.internal(STORING_AGENCY)):
@@ -162,6 +193,28 @@ class NotificationReceiver:
                 raise
         # PUT answers 201 when it created the Communication, 200 when it was already there.
         return not str(response["entry"][1]["response"]["status"]).startswith("201")
+
+    def _store_inactive(self, notification: InactiveNhsNumberNotification) -> bool:
+        comm_id = inactive_notification_id(notification.message_id)
+        with acting_as(Caller.internal(STORING_AGENCY)):
+            if self._exists("Communication", comm_id):
+                return True
+            children = {r.nhs_number: self._find_child(r.nhs_number)
+                        for r in notification.records}
+            resources = inactive_nhs_number_resources(notification, children)
+            bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": r, "request": {"method": "PUT",
+                                            "url": f"{r['resourceType']}/{r['id']}"}}
+                for r in resources]}
+            try:
+                response = orjson.loads(bundles.process(self.services.fhir, bundle,
+                                                        self.fhir_base()))
+            except Exception:
+                if self._exists("Communication", comm_id):  # stored by a concurrent delivery
+                    return True
+                raise
+        # The Communication is the last entry: 201 when this delivery created it.
+        return not str(response["entry"][-1]["response"]["status"]).startswith("201")
 
     def _exists(self, res_type: str, res_id: str) -> bool:
         stored = self.services.store.read(lambda s: s.get(res_type, res_id))

@@ -4,8 +4,11 @@
   death, address, telecom, GP as `generalPractitioner` with its ODS code, `meta.security` R for
   a restricted record and U otherwise, `link` to a superseded NHS number).
 - CP-IS: the England patient-flag shape, Flag -> CarePlan -> CareTeam, with the responsible local
-  authority as an Organization; an access to a child's CP-IS record as an AuditEvent; an
-  access-to-service notification as a Communication to the local authority.
+  authority as an Organization (an unborn child plan names the mother, whose NHS number it is
+  recorded under, and the expected delivery date); an access to a child's CP-IS record as an
+  AuditEvent; an access-to-service notification as a Communication to the local authority; an
+  inactive-NHS-number notification as one administrative Flag per NHS number (on the child) and
+  a Communication to the local authority about them.
 
 Nothing here does I/O; ids are derived deterministically from what the national service said,
 so the same answer always has the same shape.
@@ -17,7 +20,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connectors.cpis import AccessNotification, CpisAccess, CpisPlan, LocalAuthority
+from connectors.cpis import (
+    AccessNotification,
+    CpisAccess,
+    CpisPlan,
+    InactiveNhsNumber,
+    InactiveNhsNumberNotification,
+    LocalAuthority,
+)
 from connectors.pds import Address, PdsPatient, Telecom
 from vocab import systems
 
@@ -34,6 +44,7 @@ CPIS_FILE_CODE_SYSTEM = "urn:oid:2.16.840.1.113883.2.1.3.2.4.17.474"
 CPIS_RECORD_CODE_SYSTEM = "urn:oid:2.16.840.1.113883.2.1.3.2.4.17.473"
 CPIS_MESSAGE_TYPE_SYSTEM = "urn:oid:2.16.840.1.113883.2.1.3.2.4.17.470"
 AUDIT_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 URI_IDENTIFIER = "urn:ietf:rfc:3986"
 
@@ -44,6 +55,10 @@ PLAN_TYPES: dict[str, tuple[str, str]] = {
     "UCPP": ("818901000000100", "Unborn child subject to child protection plan"),
 }
 PLAN_TYPE_FROM_SNOMED = {code: plan for plan, (code, _) in PLAN_TYPES.items()}
+# An unborn child plan's expected delivery date: a CarePlan activity with this code whose
+# scheduledPeriod.start is the date (read back the same way for uploads).
+EXPECTED_DELIVERY = {"system": systems.LOINC, "code": "11778-8",
+                     "display": "Delivery date Estimated"}
 _PLAN_PHRASES = {"CPP": "on a child protection plan", "LAC": "who is looked after",
                  "UCPP": "subject to an unborn child protection plan"}
 
@@ -254,7 +269,10 @@ def cpis_plan_resources(nhs_number: str, plan: CpisPlan, today: date) -> list[di
     plan_id = stable_id("cpis-careplan", *key)
     team_id = stable_id("cpis-careteam", *key)
     ended = plan.end_date is not None and plan.end_date < today
-    subject = {"identifier": nhs_identifier(nhs_number), "display": "the child"}
+    unborn = plan.plan_type == "UCPP"
+    # An unborn child's plan is recorded under the mother's NHS number.
+    subject = {"identifier": nhs_identifier(nhs_number),
+               "display": "the mother (unborn child's plan)" if unborn else "the child"}
     org_ref = {"reference": f"Organization/{la_organization_id(plan.local_authority)}",
                "display": plan.local_authority.name}
     concept = _plan_concept(plan.plan_type)
@@ -287,6 +305,13 @@ def cpis_plan_resources(nhs_number: str, plan: CpisPlan, today: date) -> list[di
         "author": org_ref,
         "careTeam": [{"reference": f"CareTeam/{team_id}"}],
     }
+    if unborn and plan.expected_delivery_date is not None:
+        care_plan["description"] = ("Unborn child protection plan; expected delivery date "
+                                    f"{plan.expected_delivery_date.isoformat()}")
+        care_plan["activity"] = [{"detail": {
+            "kind": "Appointment", "code": {"coding": [EXPECTED_DELIVERY]}, "status": "not-started",
+            "description": "expected delivery",
+            "scheduledPeriod": {"start": plan.expected_delivery_date.isoformat()}}}]
     care_team = {
         "resourceType": "CareTeam",
         "id": team_id,
@@ -406,6 +431,89 @@ def notification_resources(notification: AccessNotification,
     return event, communication
 
 
+def inactive_notification_id(message_id: str) -> str:
+    """Return the id of the Communication stored for an inactive-NHS-number notification."""
+    return stable_id("cpis-inactive-notification", message_id)
+
+
+def inactive_flag_id(message_id: str, nhs_number: str) -> str:
+    """Return the id of the Flag stored for one NHS number of an inactive-NHS-number notification."""
+    return stable_id("cpis-inactive-flag", message_id, nhs_number)
+
+
+_PLAN_RECORDS = {"CPP": "child protection plan", "LAC": "looked-after child",
+                 "UCPP": "unborn child protection plan"}
+
+
+def _inactive_text(record: InactiveNhsNumber) -> str:
+    plans = " and ".join(_PLAN_RECORDS[p] for p in record.plan_types if p in _PLAN_RECORDS)
+    local = f" {record.local_id}" if record.local_id else ""
+    if record.replacement_nhs_number:
+        why = f"has been superseded by NHS number {record.replacement_nhs_number}"
+        fix = "upload the plan again under the current NHS number"
+    elif record.reason == "superseded":
+        why = "has been superseded"
+        fix = "trace the current NHS number and upload the plan again under it"
+    else:
+        why = "is no longer active in PDS"
+        fix = "trace the child's NHS number and upload the plan again, or delete it"
+    return (f"NHS number {record.nhs_number} on the local authority's {plans or 'CP-IS'} "
+            f"record{local} {why}; CP-IS cannot show the plan under it: {fix}.")
+
+
+def inactive_nhs_number_resources(notification: InactiveNhsNumberNotification,
+                                  children: dict[str, str | None]) -> list[dict[str, Any]]:
+    """Return a Flag per NHS number and the Communication to the local authority, last.
+
+    `children` maps an NHS number to the reference of the local Patient holding it, if any.
+    """
+    when = instant(notification.notified_at)
+    identifier = message_identifier(notification.message_id)
+    flags: list[dict[str, Any]] = []
+    for record in notification.records:
+        child = children.get(record.nhs_number)
+        subject: dict[str, Any] = ({"reference": child} if child
+                                   else {"identifier": nhs_identifier(record.nhs_number)})
+        flags.append({
+            "resourceType": "Flag",
+            "id": inactive_flag_id(notification.message_id, record.nhs_number),
+            "identifier": [identifier],
+            "status": "active",
+            "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "admin",
+                                      "display": "Administrative"}]}],
+            "code": {"coding": [{"system": CPIS_MESSAGE_TYPE_SYSTEM, "code": "06",
+                                 "display": "CP-IS Inactive NHS Number Notification"}],
+                     "text": _inactive_text(record)},
+            "subject": subject,
+            "period": {"start": when},
+            "author": {"display": "CP-IS (national service)"},
+        })
+    count = len(flags)
+    communication: dict[str, Any] = {
+        "resourceType": "Communication",
+        "id": inactive_notification_id(notification.message_id),
+        "identifier": [identifier],
+        "status": "completed",
+        "category": [{"coding": [{"system": CPIS_MESSAGE_TYPE_SYSTEM, "code": "06",
+                                  "display": "CP-IS Inactive NHS Number Notification"}]}],
+        "priority": "urgent",
+        "about": [{"reference": f"Flag/{flag['id']}"} for flag in flags],
+        "sent": when,
+        "recipient": [{"identifier": {"system": systems.ODS_ORGANIZATION_CODE,
+                                      "value": notification.local_authority_ods_code},
+                       "display": "responsible local authority"}],
+        "sender": {"display": "CP-IS (national service)"},
+        "payload": [{"contentString": (
+            f"CP-IS inactive NHS number notification: {count} NHS "
+            f"number{'s' if count != 1 else ''} on the local authority's plans "
+            f"{'are' if count != 1 else 'is'} no longer current in PDS.")},
+            *({"contentString": flag["code"]["text"]} for flag in flags)],
+    }
+    if count == 1:
+        communication["subject"] = flags[0]["subject"]
+    return [*flags, communication]
+
+
 # --- bundles and outcomes --------------------------------------------------------------------
 def searchset(base: str, self_url: str, matches: Iterable[dict[str, Any]],
               includes: Iterable[dict[str, Any]] = (), *, now: str) -> dict[str, Any]:
@@ -435,9 +543,10 @@ def outcome(issues: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = [
-    "PLAN_TYPES", "PLAN_TYPE_FROM_SNOMED", "UKCORE_PATIENT_PROFILE", "access_event",
-    "cpis_plan_resources", "instant", "is_restricted", "la_organization_id", "message_identifier",
-    "nhs_identifier", "notification_ids", "notification_resources", "organization_for",
+    "EXPECTED_DELIVERY", "PLAN_TYPES", "PLAN_TYPE_FROM_SNOMED", "UKCORE_PATIENT_PROFILE",
+    "access_event", "cpis_plan_resources", "inactive_flag_id", "inactive_nhs_number_resources",
+    "inactive_notification_id", "instant", "is_restricted", "la_organization_id",
+    "message_identifier", "nhs_identifier", "notification_ids", "notification_resources", "organization_for",
     "outcome", "patient_from_pds", "pds_response_coding", "searchset", "service_code_coding",
     "stable_id",
 ]

@@ -247,7 +247,7 @@ def cpis_notifications() -> Response:
     # Public (no bearer token), so the security layer opened no audit context: open one here;
     # the security layer's teardown closes it and its after-request hook writes it.
     ctx = AuditContext("national", request_id=g.get("request_id"),
-                       description="inbound cpis accessToServiceNotification")
+                       description="inbound cpis notification")
     g.audit_token = begin_audit(ctx)
     try:
         length = request.content_length
@@ -262,7 +262,7 @@ def cpis_notifications() -> Response:
         return Response(soap_fault("Server", "internal error; send the message again"),
                         status=500, content_type=SOAP_XML)
     if reply.message_id:
-        ctx.description = (f"inbound cpis accessToServiceNotification; message id "
+        ctx.description = (f"inbound cpis {reply.kind or 'notification'}; message id "
                            f"{reply.message_id}" + ("; duplicate" if reply.duplicate else ""))
     return Response(reply.body, status=reply.status, content_type=SOAP_XML)
 

@@ -34,7 +34,14 @@ from connectors.cpis import FILE_CODES, UploadRecord
 from connectors.errors import InvalidRequest, Rejected, Timeout, Unavailable
 from gateway.config import Settings
 from gateway.national.clients import NationalClients
-from gateway.national.cpis import FileSequence, _day, _nhs_of, _plan_type, local_authority
+from gateway.national.cpis import (
+    FileSequence,
+    _day,
+    _nhs_of,
+    _plan_type,
+    expected_delivery,
+    local_authority,
+)
 from gateway.outbox.store import Claimed, Message
 from gateway.security.context import Caller
 from gateway.security.policy import Policy, owner_of
@@ -98,11 +105,12 @@ def _upload_record(tx: Any, change: Change, resource: dict[str, Any], deleted: b
     if number is None:
         return None  # CP-IS matches on the NHS number; the upload report lists such children
     end = _day(period.get("end"))
+    due = expected_delivery(resource) if plan_type == "UCPP" else None
     deleted = deleted or resource.get("status") == "entered-in-error"
     return {"resource": f"{change.res_type}/{change.res_id}", "version": change.version_id,
             "nhsNumber": number[0], "verified": number[1], "planType": plan_type,
             "start": start.isoformat(), "end": end.isoformat() if end else None,
-            "deleted": deleted}
+            "deleted": deleted, "expectedDelivery": due.isoformat() if due else None}
 
 
 # -- delivering --------------------------------------------------------------------------------
@@ -130,7 +138,9 @@ def deliver_cpis_upload(message: Claimed, ctx: DeliveryContext) -> str:
         nhs_number_verified=bool(p["verified"]), plan_type=str(p["planType"]),
         start_date=date.fromisoformat(p["start"]),
         end_date=date.fromisoformat(p["end"]) if p.get("end") else None,
-        delete_date=ctx.today() if p.get("deleted") else None)
+        delete_date=ctx.today() if p.get("deleted") else None,
+        expected_delivery_date=date.fromisoformat(p["expectedDelivery"])
+        if p.get("expectedDelivery") else None)
     ack = ctx.clients.cpis.upload(
         [record], file_sequence_number=ctx.sequence.next(),
         local_authority=local_authority(ctx.settings), message_id=message.id,

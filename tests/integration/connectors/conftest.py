@@ -25,9 +25,10 @@ from werkzeug.wrappers import Request, Response
 from connectors.cpis import (
     AccessNotification,
     CpisClient,
+    InactiveNhsNumberNotification,
     build_cpis_client,
     build_notification_ack,
-    parse_access_notification,
+    parse_notification,
 )
 from connectors.errors import ConnectorError
 from connectors.pds import PdsClient, build_pds_client
@@ -157,6 +158,7 @@ class Receiver:
 
     url: str
     received: list[AccessNotification] = field(default_factory=list)
+    inactive: list[InactiveNhsNumberNotification] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     seen_ids: set[str] = field(default_factory=set)
 
@@ -179,7 +181,7 @@ def receiver() -> Iterator[Receiver]:
     @Request.application  # type: ignore[misc]
     def app(request: Request) -> Response:
         try:
-            notification = parse_access_notification(
+            notification = parse_notification(
                 request.get_data(), soap_action=request.headers.get("SOAPAction")
             )
         except ConnectorError as exc:
@@ -187,7 +189,11 @@ def receiver() -> Iterator[Receiver]:
             return Response(b"", status=400)
         duplicate = notification.message_id in state.seen_ids
         state.seen_ids.add(notification.message_id)
-        if not duplicate:
+        if duplicate:
+            pass
+        elif isinstance(notification, InactiveNhsNumberNotification):
+            state.inactive.append(notification)
+        else:
             state.received.append(notification)
         return Response(
             build_notification_ack(notification, duplicate=duplicate), content_type="text/xml"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from connectors.cpis import Accessor, CpisClient, LocalAuthority, UploadRecord
+from connectors.cpis.mock import CpisMockService
 from connectors.errors import InvalidRequest
 
 ACCESSOR = Accessor(
@@ -161,10 +165,131 @@ def test_unscheduled_access_notifies_the_local_authority(
     assert notification.plan_types == (plan["plan_type"],)
     assert notification.access.accessor == ACCESSOR and notification.access.care_setting == "ED"
     assert receiver.refused == []
-    state = requests.get(f"{mock}/admin/services/cpis", timeout=5).json()
+    # The mock records the delivery once the receiver's reply is back, just after it is read.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state = requests.get(f"{mock}/admin/services/cpis", timeout=5).json()
+        if state["notifications"][0]["status"] != "pending":
+            break
+        time.sleep(0.02)
     assert [(n["status"], n["http_status"]) for n in state["notifications"]] == [("delivered", 200)]
 
 
 def test_invalid_query_number_is_refused_locally(cpis: CpisClient) -> None:
     with pytest.raises(InvalidRequest):
         cpis.query("9990128384", access_type="unscheduled", accessor=ACCESSOR)
+
+
+def test_an_unborn_child_plan_keeps_its_expected_delivery_date(
+    cpis: CpisClient, seed: dict[str, Any]
+) -> None:
+    mother, other = _current(seed)[:2]
+    due = START + dt.timedelta(days=120)
+    ack = cpis.upload(
+        [
+            UploadRecord(
+                "U1", mother["nhs_number"], True, "UCPP", START, expected_delivery_date=due
+            ),
+            UploadRecord("U2", other["nhs_number"], True, "LAC", START, expected_delivery_date=due),
+        ],
+        file_sequence_number=1,
+        local_authority=LA,
+    )
+    assert [(r.code, r.detail) for r in ack.records] == [
+        ("CPR06", "Successful record upload"),
+        ("CPR07", "an expected delivery date belongs to an unborn child plan only"),
+    ]
+    result = cpis.query(mother["nhs_number"], access_type="scheduled", accessor=GP)
+    (plan,) = [p for p in result.plans if p.start_date == START]
+    assert (plan.plan_type, plan.expected_delivery_date, plan.local_authority) == ("UCPP", due, LA)
+
+
+def test_the_inactive_numbers_control_notifies_each_local_authority(
+    cpis: CpisClient, seed: dict[str, Any], mock: str, receiver: Any
+) -> None:
+    requests.post(
+        f"{mock}/admin/services/cpis/config", json={"callback_url": receiver.url}, timeout=5
+    ).raise_for_status()
+    a, b = _current(seed)[:2]
+    other_la = LocalAuthority(
+        "LA999", "Another council (synthetic)", "01632 960300", "01632 960399"
+    )
+    cpis.upload(
+        [UploadRecord("A1", a["nhs_number"], True, "CPP", START)],
+        file_sequence_number=1,
+        local_authority=LA,
+    )
+    cpis.upload(
+        [UploadRecord("B1", b["nhs_number"], True, "LAC", START)],
+        file_sequence_number=1,
+        local_authority=other_la,
+    )
+    resp = requests.post(
+        f"{mock}/admin/services/cpis/control/inactive-nhs-numbers",
+        json={"nhs_numbers": [a["nhs_number"], b["nhs_number"]]},
+        timeout=5,
+    )
+    assert resp.status_code == 200 and resp.json()["nhs_numbers"] == 2
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=15)
+    while len(receiver.inactive) < 2 and dt.datetime.now(dt.UTC) < deadline:
+        time.sleep(0.02)
+    got = {n.local_authority_ods_code: n for n in receiver.inactive}
+    assert set(got) == {"LA926", "LA999"} and receiver.refused == []
+    assert sorted(n.message_id for n in got.values()) == sorted(resp.json()["notifications"])
+    (record,) = got["LA999"].records
+    assert (record.nhs_number, record.local_id, record.plan_types) == (
+        b["nhs_number"],
+        "B1",
+        ("LAC",),
+    )
+    assert (record.reason, record.replacement_nhs_number) == ("inactive", None)
+    a_numbers = [r.nhs_number for r in got["LA926"].records]
+    assert a["nhs_number"] in a_numbers
+    deadline2 = time.monotonic() + 15
+    while time.monotonic() < deadline2:
+        state = requests.get(f"{mock}/admin/services/cpis", timeout=5).json()
+        if all(n["status"] != "pending" for n in state["notifications"]):
+            break
+        time.sleep(0.02)
+    kinds = [(n["kind"], n["status"]) for n in state["notifications"]]
+    assert kinds == [("inactive-nhs-number", "delivered")] * 2
+
+
+def test_by_default_the_control_names_numbers_pds_no_longer_holds(
+    receiver: Any, tmp_path: Path
+) -> None:
+    seed_file = tmp_path / "cpis.json"
+    plans = [
+        {"nhs_number": n, "local_id": f"L{i}", "plan_type": t, "start_date": "2026-01-05"}
+        for i, (n, t) in enumerate(
+            [
+                ("9990128383", "CPP"),
+                ("9990197768", "LAC"),
+                ("9990043094", "CPP"),
+                ("9990043094", "UCPP"),
+            ]
+        )
+    ]
+    seed_file.write_text(json.dumps({"plans": plans}), encoding="utf-8")
+    states = {"9990128383": "current", "9990197768": "superseded", "9990043094": "missing"}
+    service = CpisMockService(
+        seed_file,
+        lambda n: (states[n], False),
+        callback_url=receiver.url,
+        replacement_lookup={"9990197768": "9990842965"}.get,
+    )
+    answer = service.control("inactive-nhs-numbers", {})
+    assert answer["nhs_numbers"] == 2
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=15)
+    while not receiver.inactive and dt.datetime.now(dt.UTC) < deadline:
+        time.sleep(0.02)
+    (notification,) = receiver.inactive
+    assert [
+        (r.nhs_number, r.plan_types, r.reason, r.replacement_nhs_number)
+        for r in notification.records
+    ] == [
+        ("9990043094", ("CPP", "UCPP"), "inactive", None),
+        ("9990197768", ("LAC",), "superseded", "9990842965"),
+    ]
+    with pytest.raises(ValueError):
+        service.control("something-else", {})

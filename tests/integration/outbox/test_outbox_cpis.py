@@ -162,3 +162,21 @@ def test_a_service_outage_is_retried_and_a_client_fault_is_a_dead_letter(
     assert drain(app).stats.delivered == 1
     assert parts(app).outbox.get(failed["id"])["state"] == DELIVERED
     assert len(_cpis_flags(client, ordinary_children[5])) == 1
+
+
+def test_an_unborn_child_plan_is_uploaded_with_its_delivery_date(
+        app: Flask, client: FlaskClient, ordinary_children: list[str]) -> None:
+    nhs = ordinary_children[1]  # the mother's NHS number: CP-IS records the plan under it
+    mother = _post(client, _child(nhs))
+    _post(client, _plan(mother["id"], category=[{"coding": [
+        {"system": CP_PLAN_TYPE, "code": "UCPP"}]}], activity=[{"detail": {
+            "kind": "Appointment", "status": "not-started",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "11778-8"}]},
+            "scheduledPeriod": {"start": "2026-12-24"}}}]))
+    (record,) = parts(app).outbox.list()
+    assert drain(app).stats.delivered == 1
+    assert parts(app).outbox.get(record["id"])["state"] == DELIVERED
+    bundle = client.get(f"/national/cpis/Flag?patient.identifier={NHS}|{nhs}").get_json()
+    (care_plan,) = [e["resource"] for e in bundle["entry"]
+                    if e["resource"]["resourceType"] == "CarePlan"]
+    assert care_plan["description"].endswith("expected delivery date 2026-12-24")

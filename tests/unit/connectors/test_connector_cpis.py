@@ -13,13 +13,19 @@ from lxml import etree
 from connectors.cpis import (
     Accessor,
     CpisClient,
+    InactiveNhsNumber,
+    InactiveNhsNumberNotification,
     LocalAuthority,
     UploadRecord,
     build_cpis_client,
     build_notification_ack,
     parse_access_notification,
+    parse_notification,
 )
-from connectors.cpis.notifications import build_access_notification
+from connectors.cpis.notifications import (
+    build_access_notification,
+    build_inactive_nhs_number_notification,
+)
 from connectors.errors import (
     InvalidRequest,
     InvalidResponse,
@@ -266,3 +272,56 @@ def test_bad_notifications_are_rejected(
         envelope.find(f".//{C}nhsNumber").text = "not-a-number"  # type: ignore[union-attr]
     with pytest.raises(error):
         parse_access_notification(xml.to_bytes(envelope), **kwargs)
+
+
+INACTIVE_RECORDS = (
+    InactiveNhsNumber("9990197768", "C0007", ("CPP", "UCPP"), "superseded", "9990128383"),
+    InactiveNhsNumber("9990043094", None, ("LAC",), "inactive"),
+)
+
+
+def _inactive_envelope(when: dt.datetime) -> etree._Element:
+    return build_inactive_nhs_number_notification(
+        notification_id="N-2",
+        local_authority_ods_code="LA926",
+        notified_at=when,
+        records=INACTIVE_RECORDS,
+        to="http://gateway.test/notify",
+    )
+
+
+def test_signed_inactive_notification_round_trips(signer_keys: tuple[bytes, bytes]) -> None:
+    when = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    envelope = _inactive_envelope(when)
+    add_security_header(envelope, username="cpis", created=when)
+    sign_envelope(envelope, private_key_pem=signer_keys[0], certificate_pem=signer_keys[1])
+    data = xml.to_bytes(envelope)
+    action = "urn:wraparound:spine:cpis:1:inactiveNhsNumberNotification"
+    notification = parse_notification(
+        data, soap_action=f'"{action}"', certificate_pem=signer_keys[1]
+    )
+    assert notification == InactiveNhsNumberNotification(
+        "N-2", "N-2", "LA926", when, INACTIVE_RECORDS
+    )
+    ack = xml.parse(build_notification_ack(notification, duplicate=True))
+    assert ack.findtext(".//{http://www.w3.org/2005/08/addressing}Action") == action + "Response"
+    assert ack.findtext(f".//{C}status") == "duplicate"
+    # The access-to-service parser takes only its own kind.
+    with pytest.raises(InvalidResponse):
+        parse_access_notification(data, certificate_pem=signer_keys[1])
+
+
+@pytest.mark.parametrize("mutate", ["no-records", "bad-reason", "bad-replacement"])
+def test_bad_inactive_notifications_are_rejected(mutate: str) -> None:
+    envelope = _inactive_envelope(dt.datetime.now(dt.UTC))
+    add_security_header(envelope, username="cpis", created=dt.datetime.now(dt.UTC))
+    records = envelope.findall(f".//{C}record")
+    if mutate == "no-records":
+        for record in records:
+            record.getparent().remove(record)
+    elif mutate == "bad-reason":
+        records[0].find(f"{C}reason").text = "lost"
+    else:
+        records[0].find(f"{C}replacementNhsNumber").text = "123"
+    with pytest.raises(InvalidResponse):
+        parse_notification(xml.to_bytes(envelope))

@@ -20,6 +20,8 @@ from connectors.errors import (
     Unavailable,
 )
 from connectors.pds import PdsClient, build_pds_client
+from connectors.pds import messages as m
+from connectors.pds.models import LocalIdentifier
 from connectors.soap import SoapSettings, xml
 
 ADDRESS = "http://pds.test/spine/pds"
@@ -265,3 +267,70 @@ def test_replies_that_break_the_contract(
         _serve(rs, data)
         with pytest.raises(InvalidResponse):
             pds.get_patient_details_by_nhs_number("9990128383", DOB)
+
+
+@pytest.mark.parametrize("name", sorted(m.OPERATIONS))
+@pytest.mark.parametrize("sender", [None, "urn:nhs-uk:addressing:ods:LA926:WRAPAROUND"])
+def test_lxml_envelope_is_the_one_zeep_renders_from_the_wsdl(
+    pds: PdsClient, name: str, sender: str | None
+) -> None:
+    """The hot path builds the DistributionEnvelope with lxml; zeep renders the same bytes."""
+    op = m.OPERATIONS[name]
+    params = m.QueryParameters(
+        birth_date=DOB,
+        nhs_number="9990128383" if "NHSNumber" in op.parameters else None,
+        gender="female" if "Gender" in op.parameters else None,
+        given="Ella",
+        family="Robinson",
+        postcode="NR31 2UF" if "Postcode" in op.parameters else None,
+        local_identifier=LocalIdentifier("1.3.5.7.9.24.68.1", "L-1")
+        if "LocalIdentifier" in op.parameters
+        else None,
+    )
+    ids = {"tracking_id": "3F2504E0-4F89-11D3-9A0C-0305E82C3301", "payload_id": "uuid_P1"}
+    identity = "urn:nhs-uk:identity:ods:LA926:SYS:WRAPAROUND"
+    built = m.build_distribution_envelope(
+        op,
+        m.build_query(op, params, message_uuid="U1"),
+        audit_identity=identity,
+        sender_address=sender,
+        **ids,
+    )
+    operation = pds.soap.zeep.service._binding.get(name)
+    zeep_envelope = operation.create(
+        **m.distribution_envelope_args(
+            op,
+            m.build_query(op, params, message_uuid="U1"),
+            audit_identity=identity,
+            sender_address=sender,
+            **ids,
+        ),
+    ).content
+    zeep_body = zeep_envelope.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")[0]
+    assert xml.canonical(built) == xml.canonical(zeep_body)
+    itk = xml.load_schema(str(m.WSDL_DIR / "itk.xsd"))
+    assert xml.schema_errors(itk, built) == []
+
+
+def test_send_path_carries_addressing_security_and_correlation(
+    pds: PdsClient, canned: Callable[[str], bytes]
+) -> None:
+    """The lxml send path keeps the SOAPAction, WS-Addressing, WS-Security and correlation id."""
+    with responses.RequestsMock() as rs:
+        _serve(rs, canned("pds/getPatientDetailsByNHSNumber.response.xml"))
+        pds.get_patient_details_by_nhs_number(
+            "9990128383", DOB, message_id="MSG-1", correlation_id="CORR-1"
+        )
+        sent = rs.calls[0].request
+    action = "urn:nhs-itk:services:201005:getPatientDetailsByNHSNumber-v1-0"
+    assert sent.headers["SOAPAction"] == f'"{action}"'
+    assert sent.headers["Content-Type"] == "text/xml; charset=utf-8"
+    assert sent.headers["X-Correlation-ID"] == "CORR-1"
+    assert isinstance(sent.body, bytes)
+    envelope = xml.parse(sent.body)
+    wsa = "{http://www.w3.org/2005/08/addressing}"
+    assert envelope.findtext(f".//{wsa}MessageID") == "MSG-1"
+    assert envelope.findtext(f".//{wsa}Action") == action
+    assert envelope.findtext(f".//{wsa}To") == ADDRESS
+    wsse = "{http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd}"
+    assert envelope.findtext(f".//{wsse}Username") == "wraparound-gateway"
