@@ -55,6 +55,7 @@ _KIND_CODES = {
     "injected": "CPIS-ERROR",
 }
 MAX_ACCESSES = 25
+MAX_NOTIFICATION_RECORDS = 500  # records in one inactive-NHS-number notification (the schema's)
 RETENTION_AFTER_END = timedelta(days=365)
 
 # (nhs_number) -> "current" | "superseded" | "missing", and whether the record is sensitive.
@@ -461,7 +462,11 @@ class CpisMockService:
                         )
                     )
                 named += len(records)
-                sent.append(self._push_inactive(la_code, tuple(records)))
+                # The schema allows 500 records a notification (the receiver stores two resources
+                # per record in one transaction): more go in further notifications.
+                for start in range(0, len(records), MAX_NOTIFICATION_RECORDS):
+                    batch = tuple(records[start : start + MAX_NOTIFICATION_RECORDS])
+                    sent.append(self._push_inactive(la_code, batch))
         return {"notifications": sent, "nhs_numbers": named}
 
     def _push_inactive(self, la_code: str, records: tuple[InactiveNhsNumber, ...]) -> str:

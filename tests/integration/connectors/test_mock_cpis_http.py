@@ -293,3 +293,47 @@ def test_by_default_the_control_names_numbers_pds_no_longer_holds(
     ]
     with pytest.raises(ValueError):
         service.control("something-else", {})
+
+
+def valid_nhs_numbers(count: int, start: int = 999_700_000) -> list[str]:
+    """Return `count` synthetic NHS numbers that pass the Modulus 11 check."""
+    found: list[str] = []
+    stem = start
+    while len(found) < count:
+        digits = f"{stem:09d}"
+        check = 11 - sum(int(d) * (10 - i) for i, d in enumerate(digits)) % 11
+        if check != 10:
+            found.append(digits + str(check % 11))
+        stem += 1
+    return found
+
+
+def test_more_inactive_numbers_than_one_notification_holds_go_in_two(
+    tmp_path: Any, receiver: Any
+) -> None:
+    from connectors.cpis.mock import MAX_NOTIFICATION_RECORDS, CpisMockService
+    from connectors.mockserver import run_in_thread
+    from connectors.mockserver.app import create_mock_app
+
+    numbers = valid_nhs_numbers(MAX_NOTIFICATION_RECORDS + 1)
+    seed = tmp_path / "cpis.json"
+    seed.write_text(json.dumps({"plans": [
+        {"nhs_number": n, "local_id": f"C{i:04d}", "plan_type": "CPP", "start_date": "2026-01-05"}
+        for i, n in enumerate(numbers)]}))
+    service = CpisMockService(seed, lambda _: ("missing", False), callback_url=receiver.url)
+    url, stop = run_in_thread(app=create_mock_app(services=[service]))
+    try:
+        resp = requests.post(f"{url}/admin/services/cpis/control/inactive-nhs-numbers",
+                             json={}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json()["notifications"]) == 2
+        deadline = time.monotonic() + 30
+        while len(receiver.inactive) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop()
+    assert receiver.refused == []
+    received = receiver.inactive
+    assert sorted((len(n.records) for n in received), reverse=True) == [
+        MAX_NOTIFICATION_RECORDS, 1]
+    assert sorted(r.nhs_number for n in received for r in n.records) == sorted(numbers)

@@ -2,7 +2,8 @@
 
 Entry points: the PDS and CP-IS clients reading a reply (over real HTTP, the mock answering with
 the hostile document), the mock reading a request (PDS and CP-IS), and the CP-IS notification
-helper reading an inbound message. Every document must be rejected; the canary file (a FIFO a
+helpers reading an inbound message (the access-to-service reader and the reader that takes
+either notification, access to service or inactive NHS number). Every document must be rejected; the canary file (a FIFO a
 watcher sees being opened) must never be opened and the canary socket must get no connection.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.cpis import Accessor, CpisClient, parse_access_notification
+from connectors.cpis import Accessor, CpisClient, parse_access_notification, parse_notification
 from connectors.errors import InvalidResponse
 from connectors.mockserver import HOSTILE_VARIANTS, hostile_document
 from connectors.pds import PdsClient
@@ -112,13 +113,17 @@ def test_mock_request_parsing(
     _assert_canaries_silent(canary_file, canary_listener)
 
 
+NOTIFICATION_READERS = {"access": parse_access_notification, "either": parse_notification}
+
+
+@pytest.mark.parametrize("reader", list(NOTIFICATION_READERS))
 @pytest.mark.parametrize(("variant", "utf16"), CASES, ids=IDS)
 def test_notification_parsing(
-    variant: str, utf16: bool, canary_file: Any, canary_listener: Any
+    variant: str, utf16: bool, reader: str, canary_file: Any, canary_listener: Any
 ) -> None:
     document = hostile_document(variant, canary_listener.url, str(canary_file.path), utf16=utf16)
     with pytest.raises(InvalidResponse):
-        parse_access_notification(document, max_bytes=10_000_000)
+        NOTIFICATION_READERS[reader](document, max_bytes=10_000_000)
     _assert_canaries_silent(canary_file, canary_listener)
 
 

@@ -25,6 +25,7 @@ from flask.testing import FlaskClient
 from lxml import etree
 
 from connectors.cpis import InactiveNhsNumber, LocalAuthority, UploadRecord, build_cpis_client
+from connectors.cpis.mock import MAX_NOTIFICATION_RECORDS
 from connectors.cpis.notifications import (
     build_access_notification,
     build_inactive_nhs_number_notification,
@@ -34,6 +35,7 @@ from connectors.soap import SoapSettings, xml
 from connectors.soap.wsse import add_security_header
 from gateway.fhir.validation import validate_resource
 from tests.conftest import FhirActions, LiveServer, client_as, make_patient
+from tests.integration.connectors.test_mock_cpis_http import valid_nhs_numbers
 from tests.integration.national.test_national_inbound import ACCESS
 
 INBOUND = "/inbound/cpis/notifications"
@@ -212,6 +214,18 @@ def test_an_inactive_notification_is_stored_once_and_acknowledged(
         == {"identifier": {"system": NHS, "value": "9990043094"}}
     )
     assert (count(client, "Flag"), count(client, "Communication")) == (1, 1)
+
+
+def test_an_inactive_notification_at_the_schema_limit_is_stored(
+    client: FlaskClient, anonymous: FlaskClient
+) -> None:
+    numbers = valid_nhs_numbers(MAX_NOTIFICATION_RECORDS)
+    message_id = str(uuid.uuid4())
+    records = tuple(InactiveNhsNumber(n, None, ("CPP",), "inactive") for n in numbers)
+    resp = post(anonymous, inactive(message_id, records))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert reply(resp).findtext(f".//{{{CPIS_NS}}}status") == "accepted"
+    assert (count(client, "Flag"), count(client, "Communication")) == (len(numbers), 1)
 
 
 @pytest.mark.parametrize(
