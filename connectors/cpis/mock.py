@@ -144,6 +144,9 @@ class CpisMockService:
             self.acks: OrderedDict[str, bytes] = OrderedDict()
             self.notifications: list[dict[str, Any]] = []
             self.uploads_processed = 0
+            self.uploads_received = 0
+            self.uploads_repeated = 0
+            self.upload_ids: list[str] = []
 
     def configure(self, data: dict[str, Any]) -> None:
         """Change run-time settings (the notification callback URL)."""
@@ -159,6 +162,9 @@ class CpisMockService:
             return {
                 "plans": len(self.plans),
                 "uploads_processed": self.uploads_processed,
+                "uploads_received": self.uploads_received,
+                "uploads_repeated": self.uploads_repeated,
+                "upload_message_ids": list(self.upload_ids),
                 "callback_url": self.callback_url,
                 "notifications": [dict(n) for n in self.notifications],
             }
@@ -247,11 +253,6 @@ class CpisMockService:
 
     def _upload(self, request: MockRequest) -> MockReply:
         message_id = request.message_id
-        with self._lock:
-            cached = self.acks.get(message_id)
-        if cached is not None:
-            # The same logical message again (a retry): answer as before, change nothing.
-            return self._reply(request, xml.parse(cached))
         payload = request.message.payload
         la_node = payload.find(_C + "localAuthority")
         if la_node is None:
@@ -264,6 +265,14 @@ class CpisMockService:
         file_response = etree.SubElement(ack, _C + "fileResponse", codeSystem=FILE_CODE_SYSTEM)
         quantity = etree.SubElement(ack, _C + "transmissionQuantity")
         with self._lock:
+            # Checked under the same lock as the processing: two copies of one message arriving
+            # together are answered once, the other from the cache.
+            self.uploads_received += 1
+            cached = self.acks.get(message_id)
+            if cached is not None:
+                # The same logical message again (a retry): answer as before, change nothing.
+                self.uploads_repeated += 1
+                return self._reply(request, xml.parse(cached))
             last = self.sequences.get(la.ods_code, 0)
             if sequence <= last or not records:
                 file_response.set("code", "CPF01")
@@ -289,6 +298,7 @@ class CpisMockService:
                 else:
                     file_response.set("code", "CPF04")
             self.uploads_processed += 1
+            self.upload_ids.append(message_id)
             self.acks[message_id] = xml.to_bytes(ack, declaration=False)
             while len(self.acks) > 1000:
                 self.acks.popitem(last=False)

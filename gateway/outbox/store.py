@@ -16,6 +16,7 @@ States:
   and the lease must still be current. A worker whose lease expired (and whose message another
   worker may have re-claimed) cannot settle it: its outcome is discarded (fencing).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -91,13 +92,27 @@ class Outbox:
         if not messages:
             return []
         now = timestamp()
-        tx.conn.execute(insert(outbox_messages), [{
-            "id": m.id, "destination": m.destination[:128], "operation": m.operation[:64],
-            "ordering_key": m.key[:200], "payload": orjson.dumps(m.payload).decode(),
-            "state": PENDING, "attempts": 0, "created": now, "next_attempt": now,
-            "updated": now, "lease_token": 0, "agency": m.agency,
-            "request_id": (m.request_id or "")[:64] or None,
-        } for m in messages])
+        tx.conn.execute(
+            insert(outbox_messages),
+            [
+                {
+                    "id": m.id,
+                    "destination": m.destination[:128],
+                    "operation": m.operation[:64],
+                    "ordering_key": m.key[:200],
+                    "payload": orjson.dumps(m.payload).decode(),
+                    "state": PENDING,
+                    "attempts": 0,
+                    "created": now,
+                    "next_attempt": now,
+                    "updated": now,
+                    "lease_token": 0,
+                    "agency": m.agency,
+                    "request_id": (m.request_id or "")[:64] or None,
+                }
+                for m in messages
+            ],
+        )
         return [m.id for m in messages]
 
     def enqueue(self, messages: Sequence[Message]) -> list[str]:
@@ -105,8 +120,9 @@ class Outbox:
         return self.store.write(lambda tx: self.enqueue_in(tx, messages))
 
     # -- claim ---------------------------------------------------------------------------------
-    def claim(self, owner: str, limit: int = 10, *, blocked: Sequence[str] = (),
-              only: str | None = None) -> list[Claimed]:
+    def claim(
+        self, owner: str, limit: int = 10, *, blocked: Sequence[str] = (), only: str | None = None
+    ) -> list[Claimed]:
         """Lease up to `limit` deliverable messages to `owner` (oldest first).
 
         `blocked` names destinations whose circuit breaker is open; `only` restricts the claim
@@ -117,11 +133,15 @@ class Outbox:
 
         def _claim(tx: Any) -> list[Claimed]:
             now = timestamp()
-            due = or_(and_(m.c.state == PENDING, m.c.next_attempt <= now),
-                      and_(m.c.state == IN_FLIGHT, m.c.lease_until < now))
-            ahead = exists().where(earlier.c.ordering_key == m.c.ordering_key,
-                                   earlier.c.seq < m.c.seq,
-                                   earlier.c.state.in_((PENDING, IN_FLIGHT)))
+            due = or_(
+                and_(m.c.state == PENDING, m.c.next_attempt <= now),
+                and_(m.c.state == IN_FLIGHT, m.c.lease_until < now),
+            )
+            ahead = exists().where(
+                earlier.c.ordering_key == m.c.ordering_key,
+                earlier.c.seq < m.c.seq,
+                earlier.c.state.in_((PENDING, IN_FLIGHT)),
+            )
             stmt = select(m.c.seq).where(due, ~ahead).order_by(m.c.seq).limit(limit)
             if blocked:
                 stmt = stmt.where(m.c.destination.not_in(list(blocked)))
@@ -132,14 +152,35 @@ class Outbox:
             seqs = [row.seq for row in tx.conn.execute(stmt)]
             if not seqs:
                 return []
-            tx.conn.execute(update(m).where(m.c.seq.in_(seqs)).values(
-                state=IN_FLIGHT, lease_owner=owner[:128],
-                lease_until=timestamp(plus=self.lease_seconds),
-                lease_token=m.c.lease_token + 1, attempts=m.c.attempts + 1, updated=now))
+            tx.conn.execute(
+                update(m)
+                .where(m.c.seq.in_(seqs))
+                .values(
+                    state=IN_FLIGHT,
+                    lease_owner=owner[:128],
+                    lease_until=timestamp(plus=self.lease_seconds),
+                    lease_token=m.c.lease_token + 1,
+                    attempts=m.c.attempts + 1,
+                    updated=now,
+                )
+            )
             rows = tx.conn.execute(select(m).where(m.c.seq.in_(seqs)).order_by(m.c.seq))
-            return [Claimed(row.seq, row.id, row.destination, row.operation, row.ordering_key,
-                            orjson.loads(row.payload), row.attempts, row.lease_token,
-                            row.created, row.agency, row.request_id) for row in rows]
+            return [
+                Claimed(
+                    row.seq,
+                    row.id,
+                    row.destination,
+                    row.operation,
+                    row.ordering_key,
+                    orjson.loads(row.payload),
+                    row.attempts,
+                    row.lease_token,
+                    row.created,
+                    row.agency,
+                    row.request_id,
+                )
+                for row in rows
+            ]
 
         return self.store.write(_claim)
 
@@ -147,30 +188,70 @@ class Outbox:
     def _settle(self, tx: Any, message: Claimed, **values: Any) -> bool:
         m = outbox_messages
         now = timestamp()
-        result = tx.conn.execute(update(m).where(
-            m.c.seq == message.seq, m.c.lease_token == message.lease_token,
-            m.c.state == IN_FLIGHT, m.c.lease_until >= now,
-        ).values(updated=now, lease_owner=None, lease_until=None, **values))
+        result = tx.conn.execute(
+            update(m)
+            .where(
+                m.c.seq == message.seq,
+                m.c.lease_token == message.lease_token,
+                m.c.state == IN_FLIGHT,
+                m.c.lease_until >= now,
+            )
+            .values(updated=now, lease_owner=None, lease_until=None, **values)
+        )
         return bool(result.rowcount == 1)
 
     def complete_in(self, tx: Any, message: Claimed) -> bool:
         """Mark delivered; False when the lease was lost (the outcome is discarded)."""
-        return self._settle(tx, message, state=DELIVERED, delivered=timestamp(),
-                            last_error=None)
+        return self._settle(tx, message, state=DELIVERED, delivered=timestamp(), last_error=None)
 
-    def retry_in(self, tx: Any, message: Claimed, error: str, delay: float) -> bool:
-        """Put back for another attempt after `delay` seconds; False when the lease was lost."""
-        return self._settle(tx, message, state=PENDING, next_attempt=timestamp(plus=delay),
-                            last_error=error[:512])
+    def retry_in(
+        self, tx: Any, message: Claimed, error: str, delay: float, *, counted: bool = True
+    ) -> bool:
+        """Put back for another attempt after `delay` seconds; False when the lease was lost.
+
+        `counted=False` gives the attempt back: it does not count towards the message's limit
+        (a failed breaker probe of a destination that is down says nothing about the message).
+        """
+        extra: dict[str, Any] = {} if counted else {"attempts": outbox_messages.c.attempts - 1}
+        return self._settle(
+            tx,
+            message,
+            state=PENDING,
+            next_attempt=timestamp(plus=delay),
+            last_error=error[:512],
+            **extra,
+        )
+
+    def release_in(self, tx: Any, message: Claimed) -> bool:
+        """Put a claimed message back unsent, due now and its attempt given back.
+
+        For messages a worker holds when their destination's breaker opens: they wait for the
+        breaker (which keeps them from being claimed) instead of being sent to a service that is
+        down. False when the lease was lost.
+        """
+        return self._settle(
+            tx,
+            message,
+            state=PENDING,
+            next_attempt=timestamp(),
+            attempts=outbox_messages.c.attempts - 1,
+        )
 
     def dead_letter_in(self, tx: Any, message: Claimed, error: str) -> bool:
         """Mark failed (dead letter); False when the lease was lost."""
         return self._settle(tx, message, state=FAILED, last_error=error[:512])
 
     # -- operate -------------------------------------------------------------------------------
-    def replay(self, *, ids: Sequence[str] = (), destination: str | None = None,
-               error: str | None = None, since: str | None = None, until: str | None = None,
-               states: Sequence[str] = (FAILED,)) -> list[str]:
+    def replay(
+        self,
+        *,
+        ids: Sequence[str] = (),
+        destination: str | None = None,
+        error: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        states: Sequence[str] = (FAILED,),
+    ) -> list[str]:
         """Put matching dead letters (or other settled messages) back to pending; return ids.
 
         A replayed message keeps its id, so a receiver that saw an earlier attempt can
@@ -194,8 +275,13 @@ class Outbox:
             rows = tx.conn.execute(stmt.order_by(m.c.seq)).all()
             if rows:
                 now = timestamp()
-                tx.conn.execute(update(m).where(m.c.seq.in_([r.seq for r in rows])).values(
-                    state=PENDING, attempts=0, next_attempt=now, updated=now, delivered=None))
+                tx.conn.execute(
+                    update(m)
+                    .where(m.c.seq.in_([r.seq for r in rows]))
+                    .values(
+                        state=PENDING, attempts=0, next_attempt=now, updated=now, delivered=None
+                    )
+                )
             return [r.id for r in rows]
 
         return self.store.write(_replay)
@@ -203,12 +289,14 @@ class Outbox:
     def get(self, message_id: str) -> dict[str, Any] | None:
         """Return one message's delivery record (no payload), or None."""
         m = outbox_messages
-        row = self.store.read(lambda tx: tx.conn.execute(
-            select(m).where(m.c.id == message_id)).first())
+        row = self.store.read(
+            lambda tx: tx.conn.execute(select(m).where(m.c.id == message_id)).first()
+        )
         return _describe(row) if row is not None else None
 
-    def list(self, *, state: str | None = None, destination: str | None = None,
-             limit: int = 50) -> list[dict[str, Any]]:
+    def list(
+        self, *, state: str | None = None, destination: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
         """Return recent messages' delivery records (no payloads), newest first."""
         m = outbox_messages
         stmt = select(m).order_by(m.c.seq.desc()).limit(limit)
@@ -224,17 +312,22 @@ class Outbox:
         m = outbox_messages
 
         def _stats(tx: Any) -> dict[str, Any]:
-            counts = tx.conn.execute(select(m.c.destination, m.c.state, func.count(),
-                                            func.sum(m.c.attempts))
-                                     .group_by(m.c.destination, m.c.state)).all()
-            oldest = tx.conn.execute(select(func.min(m.c.created)).where(
-                m.c.state.in_((PENDING, IN_FLIGHT)))).scalar()
-            latency = tx.conn.execute(select(m.c.destination, m.c.created, m.c.delivered)
-                                      .where(m.c.state == DELIVERED)
-                                      .order_by(m.c.seq.desc()).limit(1000)).all()
+            counts = tx.conn.execute(
+                select(m.c.destination, m.c.state, func.count(), func.sum(m.c.attempts)).group_by(
+                    m.c.destination, m.c.state
+                )
+            ).all()
+            oldest = tx.conn.execute(
+                select(func.min(m.c.created)).where(m.c.state.in_((PENDING, IN_FLIGHT)))
+            ).scalar()
+            latency = tx.conn.execute(
+                select(m.c.destination, m.c.created, m.c.delivered)
+                .where(m.c.state == DELIVERED)
+                .order_by(m.c.seq.desc())
+                .limit(1000)
+            ).all()
             breakers = tx.conn.execute(select(outbox_breakers)).all()
-            return {"counts": counts, "oldest": oldest, "latency": latency,
-                    "breakers": breakers}
+            return {"counts": counts, "oldest": oldest, "latency": latency, "breakers": breakers}
 
         raw = self.store.read(_stats)
         by_destination: dict[str, dict[str, int]] = {}
@@ -245,31 +338,52 @@ class Outbox:
             by_state[state] = by_state.get(state, 0) + int(count)
             attempts[destination] = attempts.get(destination, 0) + int(tries or 0)
         now = datetime.now(UTC)
-        oldest_age = ((now - parse_timestamp(raw["oldest"])).total_seconds()
-                      if raw["oldest"] else 0.0)
+        oldest_age = (
+            (now - parse_timestamp(raw["oldest"])).total_seconds() if raw["oldest"] else 0.0
+        )
         latencies: dict[str, list[float]] = {}
         for destination, created, delivered in raw["latency"]:
             latencies.setdefault(destination, []).append(
-                (parse_timestamp(delivered) - parse_timestamp(created)).total_seconds())
+                (parse_timestamp(delivered) - parse_timestamp(created)).total_seconds()
+            )
         return {
             "states": by_state,
             "destinations": by_destination,
             "attempts": attempts,
             "oldestPendingSeconds": round(max(oldest_age, 0.0), 3),
             "recentLatencySeconds": latencies,
-            "breakers": {b.destination: {"state": b.state, "failures": b.failures,
-                                         "probeAt": b.probe_at} for b in raw["breakers"]},
+            "breakers": {
+                b.destination: {"state": b.state, "failures": b.failures, "probeAt": b.probe_at}
+                for b in raw["breakers"]
+            },
         }
 
 
 def _describe(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "destination": row.destination, "operation": row.operation,
-        "orderingKey": row.ordering_key, "state": row.state, "attempts": row.attempts,
-        "created": row.created, "nextAttempt": row.next_attempt, "updated": row.updated,
-        "delivered": row.delivered, "lastError": row.last_error,
+        "id": row.id,
+        "destination": row.destination,
+        "operation": row.operation,
+        "orderingKey": row.ordering_key,
+        "state": row.state,
+        "attempts": row.attempts,
+        "created": row.created,
+        "nextAttempt": row.next_attempt,
+        "updated": row.updated,
+        "delivered": row.delivered,
+        "lastError": row.last_error,
     }
 
 
-__all__ = ["DELIVERED", "FAILED", "IN_FLIGHT", "PENDING", "STATES", "Claimed", "Message",
-           "Outbox", "parse_timestamp", "timestamp"]
+__all__ = [
+    "DELIVERED",
+    "FAILED",
+    "IN_FLIGHT",
+    "PENDING",
+    "STATES",
+    "Claimed",
+    "Message",
+    "Outbox",
+    "parse_timestamp",
+    "timestamp",
+]

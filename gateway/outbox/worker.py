@@ -9,10 +9,17 @@ outcome is settled in one transaction together with its AuditEvent and the break
   exponential backoff with jitter, counted against the breaker; after `max_attempts` → `failed`;
 - a permanent failure (a Client fault, a validation rejection, HTTP 4xx) → `failed` at once.
 
+Waiting for a breaker never uses up a message's attempts, so a service that is down for hours
+dead-letters nothing: the messages of a batch that are still unsent when their destination's
+breaker opens go back unsent (`pending`, their attempt given back), and a failed probe of a
+destination that is still unreachable or timing out gives its attempt back too. A probe that
+the service answers with a fault of its own (a retryable SOAP Server fault) counts as usual.
+
 A worker whose lease expired before it settled finds its settle refused (fencing): nothing it
 would have written is kept, and the message is delivered again — with the same message id — by
 whoever re-claimed it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +36,8 @@ from typing import Any
 import orjson
 from sqlalchemy import select, update
 
-from connectors.errors import ConfigurationError, ConnectorError, Unavailable
-from gateway.outbox.breaker import Breakers
+from connectors.errors import ConfigurationError, ConnectorError, Timeout, Unavailable
+from gateway.outbox.breaker import OPEN, Breakers
 from gateway.outbox.delivery import Deliverer, DeliveryContext, deliverer_for
 from gateway.outbox.store import Claimed, Outbox, timestamp
 from gateway.store.schema import subscriptions
@@ -52,6 +59,7 @@ class WorkerStats:
     retried: int = 0
     failed: int = 0
     fenced: int = 0
+    held: int = 0
     latencies: list[float] = field(default_factory=list)
 
 
@@ -63,11 +71,21 @@ def default_owner() -> str:
 class Worker:
     """One delivery loop."""
 
-    def __init__(self, outbox: Outbox, breakers: Breakers, ctx: DeliveryContext, *,
-                 owner: str | None = None, batch: int = 10, max_attempts: int = 12,
-                 backoff: float = 1.0, backoff_cap: float = 600.0, error_after: int = 3,
-                 deliverers: dict[str, Deliverer] | None = None,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        breakers: Breakers,
+        ctx: DeliveryContext,
+        *,
+        owner: str | None = None,
+        batch: int = 10,
+        max_attempts: int = 12,
+        backoff: float = 1.0,
+        backoff_cap: float = 600.0,
+        error_after: int = 3,
+        deliverers: dict[str, Deliverer] | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.outbox = outbox
         self.breakers = breakers
         self.ctx = ctx
@@ -80,22 +98,29 @@ class Worker:
         self.deliverers = deliverers or {}
         self.rng = rng
         self.stats = WorkerStats()
+        self._opened: set[str] = set()  # destinations whose breaker opened in this batch
 
     # -- the loop ------------------------------------------------------------------------------
     def run_once(self) -> int:
         """Claim and handle one batch (and any breaker probes); return how many were handled."""
         claimed: list[Claimed] = []
+        probes: set[int] = set()
         probing = self.breakers.take_probes()
         for destination in probing:
             probe = self.outbox.claim(self.owner, 1, only=destination)
             if probe:
                 claimed += probe
+                probes.update(m.seq for m in probe)
             else:
                 self.breakers.release_probe(destination)
         blocked = sorted(set(self.breakers.blocked()) | set(probing))
         claimed += self.outbox.claim(self.owner, self.batch, blocked=blocked)
+        self._opened = set()
         for message in claimed:
-            self.handle(message)
+            if message.destination in self._opened:
+                self.hold(message)
+            else:
+                self.handle(message, probe=message.seq in probes)
         return len(claimed)
 
     def run(self, stop: threading.Event, *, idle: float = 0.25) -> None:
@@ -104,18 +129,32 @@ class Worker:
             try:
                 handled = self.run_once()
             except Exception:
-                log.warning("outbox worker %s: claim failed; retrying", self.owner,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                log.warning(
+                    "outbox worker %s: claim failed; retrying",
+                    self.owner,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
                 stop.wait(1.0)
                 continue
             if not handled:
                 stop.wait(idle)
 
     # -- one message ---------------------------------------------------------------------------
-    def handle(self, message: Claimed) -> str:
-        """Deliver one claimed message and settle it; return the state it was left in."""
-        deliverer = self.deliverers.get(message.destination.split(":", 1)[0]) \
-            or deliverer_for(message.destination)
+    def hold(self, message: Claimed) -> None:
+        """Put back unsent a message whose destination's breaker opened after it was claimed."""
+        if self.ctx.store.write(lambda tx: self.outbox.release_in(tx, message)):
+            self.stats.held += 1
+        else:
+            self.stats.fenced += 1
+
+    def handle(self, message: Claimed, *, probe: bool = False) -> str:
+        """Deliver one claimed message and settle it; return the state it was left in.
+
+        `probe`: the message is its destination's breaker probe.
+        """
+        deliverer = self.deliverers.get(message.destination.split(":", 1)[0]) or deliverer_for(
+            message.destination
+        )
         error: ConnectorError | None = None
         detail = ""
         try:
@@ -128,11 +167,16 @@ class Worker:
             log.warning("outbox delivery raised %s (message %s)", type(exc).__name__, message.id)
             error = Unavailable(f"delivery raised {type(exc).__name__}")
         try:
-            state = self.ctx.store.write(lambda tx: self._settle(tx, message, error, detail))
+            state = self.ctx.store.write(
+                lambda tx: self._settle(tx, message, error, detail, probe=probe)
+            )
         except LeaseLost:
             self.stats.fenced += 1
-            log.warning("outbox worker %s lost the lease of message %s; its outcome is discarded",
-                        self.owner, message.id)
+            log.warning(
+                "outbox worker %s lost the lease of message %s; its outcome is discarded",
+                self.owner,
+                message.id,
+            )
             return "fenced"
         if state == "delivered":
             self.stats.delivered += 1
@@ -142,8 +186,15 @@ class Worker:
             self.stats.retried += 1
         return state
 
-    def _settle(self, tx: Any, message: Claimed, error: ConnectorError | None,
-                detail: str) -> str:
+    def _settle(
+        self,
+        tx: Any,
+        message: Claimed,
+        error: ConnectorError | None,
+        detail: str,
+        *,
+        probe: bool = False,
+    ) -> str:
         if error is None:
             if not self.outbox.complete_in(tx, message):
                 raise LeaseLost(message.id)
@@ -153,18 +204,24 @@ class Worker:
             self.stats.latencies.append(time.time() - _epoch(message.created))
             return "delivered"
         text = str(error)[:500]
-        if error.retryable and message.attempts < self.max_attempts:
+        # A probe that finds the service still down tells nothing about the message itself.
+        counted = not (probe and isinstance(error, (Timeout, Unavailable)))
+        if error.retryable and (message.attempts < self.max_attempts or not counted):
             delay = self.delay(message.attempts)
-            if not self.outbox.retry_in(tx, message, text, delay):
+            if not self.outbox.retry_in(tx, message, text, delay, counted=counted):
                 raise LeaseLost(message.id)
-            self.breakers.failure_in(tx, message.destination)
+            if self.breakers.failure_in(tx, message.destination) == OPEN:
+                self._opened.add(message.destination)
             self._subscription_outcome(tx, message, ok=False, error=text)
-            self._audit(tx, message, "4", f"attempt {message.attempts} failed, retrying: {text}")
+            note = "" if counted else " (breaker probe: the attempt is not counted)"
+            self._audit(
+                tx, message, "4", f"attempt {message.attempts} failed, retrying{note}: {text}"
+            )
             return "pending"
         if not self.outbox.dead_letter_in(tx, message, text):
             raise LeaseLost(message.id)
-        if error.retryable:
-            self.breakers.failure_in(tx, message.destination)
+        if error.retryable and self.breakers.failure_in(tx, message.destination) == OPEN:
+            self._opened.add(message.destination)
         self._subscription_outcome(tx, message, ok=False, error=text)
         self._audit(tx, message, "8", f"dead letter after {message.attempts} attempt(s): {text}")
         return "failed"
@@ -175,8 +232,9 @@ class Worker:
         return ceiling / 2 + self.rng() * ceiling / 2
 
     # -- Subscriptions: error after repeated failures, active again on success --------------------
-    def _subscription_outcome(self, tx: Any, message: Claimed, *, ok: bool,
-                              error: str = "") -> None:
+    def _subscription_outcome(
+        self, tx: Any, message: Claimed, *, ok: bool, error: str = ""
+    ) -> None:
         if not message.destination.startswith("subscription:"):
             return
         sub_id = message.destination.split(":", 1)[1]
@@ -190,7 +248,8 @@ class Worker:
             self._set_subscription_status(tx, sub_id, "active", None)
         elif not ok and row.status == "active" and failures >= self.error_after:
             self._set_subscription_status(
-                tx, sub_id, "error", f"{failures} notifications in a row failed; last: {error}")
+                tx, sub_id, "error", f"{failures} notifications in a row failed; last: {error}"
+            )
 
     @staticmethod
     def _set_subscription_status(tx: Any, sub_id: str, status: str, error: str | None) -> None:
@@ -207,21 +266,29 @@ class Worker:
 
     # -- audit -----------------------------------------------------------------------------------
     def _audit(self, tx: Any, message: Claimed, outcome: str, description: str) -> None:
-        entities: list[dict[str, Any]] = [{
-            "what": {"identifier": {"system": "urn:ietf:rfc:3986",
-                                    "value": f"urn:uuid:{message.id}"}},
-            "description": f"{message.destination} {message.operation}"[:200],
-            "detail": [{"type": "attempt", "valueString": str(message.attempts)}],
-        }]
+        entities: list[dict[str, Any]] = [
+            {
+                "what": {
+                    "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{message.id}"}
+                },
+                "description": f"{message.destination} {message.operation}"[:200],
+                "detail": [{"type": "attempt", "valueString": str(message.attempts)}],
+            }
+        ]
         ref = message.payload.get("resource") or (
             f"{message.payload['type']}/{message.payload['id']}"
-            if message.payload.get("type") and message.payload.get("id") else None)
+            if message.payload.get("type") and message.payload.get("id")
+            else None
+        )
         if ref:
             entities.append({"what": {"reference": str(ref)}})
         if message.request_id:
-            entities.append({"description": "caused by request",
-                             "detail": [{"type": "correlation-id",
-                                         "valueString": message.request_id}]})
+            entities.append(
+                {
+                    "description": "caused by request",
+                    "detail": [{"type": "correlation-id", "valueString": message.request_id}],
+                }
+            )
         event = {
             "resourceType": "AuditEvent",
             "type": {"system": systems.DICOM_AUDIT_ROLE, "code": "110106", "display": "Export"},
@@ -230,16 +297,33 @@ class Worker:
             "recorded": to_instant(utc_now()),
             "outcome": outcome,
             "outcomeDesc": description[:500],
-            "agent": [{
-                "type": {"coding": [{"system": systems.DICOM_AUDIT_ROLE, "code": "110153",
-                                     "display": "Source Role ID"}]},
-                "who": {"display": "Wraparound outbox worker"},
-                "altId": self.owner[:128],
-                "requestor": False,
-            }],
-            "source": {"site": "wraparound", "observer": {"display": "Wraparound outbox"},
-                       "type": [{"system": systems.SECURITY_SOURCE_TYPE, "code": "4",
-                                 "display": "Application Server"}]},
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": systems.DICOM_AUDIT_ROLE,
+                                "code": "110153",
+                                "display": "Source Role ID",
+                            }
+                        ]
+                    },
+                    "who": {"display": "Wraparound outbox worker"},
+                    "altId": self.owner[:128],
+                    "requestor": False,
+                }
+            ],
+            "source": {
+                "site": "wraparound",
+                "observer": {"display": "Wraparound outbox"},
+                "type": [
+                    {
+                        "system": systems.SECURITY_SOURCE_TYPE,
+                        "code": "4",
+                        "display": "Application Server",
+                    }
+                ],
+            },
             "entity": entities,
         }
         tx.insert_many([("AuditEvent", str(uuid.uuid4()), event)])
@@ -262,8 +346,9 @@ class WorkerPool:
     def start(self) -> None:
         """Start every worker's loop on its own thread."""
         for i, worker in enumerate(self.workers):
-            thread = threading.Thread(target=worker.run, args=(self.stop,),
-                                      name=f"outbox-worker-{i}", daemon=True)
+            thread = threading.Thread(
+                target=worker.run, args=(self.stop,), name=f"outbox-worker-{i}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
