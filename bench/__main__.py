@@ -6,7 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("fhir_throughput", "ingest_throughput", "national_pds", "national_index",
-              "security_cost", "identity")
+              "security_cost", "identity", "outbox_delivery", "outbox_soak")
 
 
 def main(argv: list[str] | None = None) -> int:

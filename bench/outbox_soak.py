@@ -152,8 +152,15 @@ def worker_env(db_url: str, data_dir: Path, national: str, **extra: str) -> dict
 class Workers:
     """`wraparound worker` subprocesses, each in its own process group."""
 
-    def __init__(self, env: dict[str, str], logs: Path, *, threads: int, batch: int,
-                 extra_args: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        env: dict[str, str],
+        logs: Path,
+        *,
+        threads: int,
+        batch: int,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
         self.logs = logs
         self.args = ["--threads", str(threads), "--batch", str(batch), *extra_args]
@@ -366,33 +373,63 @@ class Chaos:
     rng: random.Random
     counts: dict[str, int] = field(default_factory=dict)
 
-    def inject(self, rx: Receivers) -> None:
+    def national(self, rx: Receivers) -> None:
+        """Inject one fault into the mock CP-IS."""
         n = self.rng.randint
         choices: list[tuple[str, Callable[[], None]]] = [
-            ("cpis 5xx", lambda: rx.national_fault(kind="http_error",
-                                                   status=self.rng.choice([500, 502, 503]),
-                                                   times=n(1, 4))),
-            ("cpis reset", lambda: rx.national_fault(kind="reset", times=n(1, 3))),
-            ("cpis hang", lambda: rx.national_fault(kind="hang", seconds=3, times=1)),
-            ("cpis late answer", lambda: rx.national_fault(kind="latency", seconds=2.0, times=1)),
-            ("cpis Server fault", lambda: rx.national_fault(kind="soap_fault",
-                                                            fault_code="Server", times=1)),
-            ("subscriber 5xx", lambda: rx.subscriber_fault(kind="http_error",
-                                                           status=self.rng.choice([500, 503]),
-                                                           times=n(1, 6))),
+            (
+                "cpis 5xx",
+                lambda: rx.national_fault(
+                    kind="http_error", status=self.rng.choice([500, 502, 503]), times=n(1, 3)
+                ),
+            ),
+            ("cpis reset", lambda: rx.national_fault(kind="reset", times=n(1, 2))),
+            ("cpis hang", lambda: rx.national_fault(kind="hang", seconds=2, times=1)),
+            ("cpis late answer", lambda: rx.national_fault(kind="latency", seconds=1.8, times=1)),
+            (
+                "cpis Server fault",
+                lambda: rx.national_fault(kind="soap_fault", fault_code="Server", times=1),
+            ),
+        ]
+        self._one(choices)
+
+    def subscriber(self, rx: Receivers) -> None:
+        """Inject one fault into the stand-in subscriber."""
+        n = self.rng.randint
+        choices: list[tuple[str, Callable[[], None]]] = [
+            (
+                "subscriber 5xx",
+                lambda: rx.subscriber_fault(
+                    kind="http_error", status=self.rng.choice([500, 503]), times=n(1, 6)
+                ),
+            ),
             ("subscriber reset", lambda: rx.subscriber_fault(kind="reset", times=n(1, 4))),
-            ("subscriber hang", lambda: rx.subscriber_fault(kind="hang", seconds=2,
-                                                            times=n(1, 2))),
-            ("subscriber late answer", lambda: rx.subscriber_fault(kind="latency", seconds=1.5,
-                                                                   times=n(1, 2))),
-        ]  # fmt: skip
+            ("subscriber hang", lambda: rx.subscriber_fault(kind="hang", seconds=2, times=n(1, 2))),
+            (
+                "subscriber late answer",
+                lambda: rx.subscriber_fault(kind="latency", seconds=1.5, times=n(1, 2)),
+            ),
+        ]
+        self._one(choices)
+
+    def _one(self, choices: list[tuple[str, Callable[[], None]]]) -> None:
         name, action = self.rng.choice(choices)
         action()
         self.counts[name] = self.counts.get(name, 0) + 1
 
 
-def soak(kind: str, db_url: str, *, messages: int, workers: int, threads: int, batch: int,
-         max_seconds: float, seed: int, work: Path) -> dict[str, Any]:  # fmt: skip
+def soak(
+    kind: str,
+    db_url: str,
+    *,
+    messages: int,
+    workers: int,
+    threads: int,
+    batch: int,
+    max_seconds: float,
+    seed: int,
+    work: Path,
+) -> dict[str, Any]:
     """Run one soak on one database; return its counts."""
     rng = random.Random(seed)
     children_nhs = ordinary_children()
@@ -417,8 +454,14 @@ def soak(kind: str, db_url: str, *, messages: int, workers: int, threads: int, b
         chaos = Chaos(rng)
 
         def chaos_loop() -> None:
+            # CP-IS takes one upload at a time: a fault every 1-2.5 s keeps it failing often
+            # without keeping it down for good; the subscriber gets one every 0.3-0.9 s.
+            national_at = time.monotonic()
             while not stop_chaos.wait(rng.uniform(0.3, 0.9)):
-                chaos.inject(rx)
+                chaos.subscriber(rx)
+                if time.monotonic() >= national_at:
+                    chaos.national(rx)
+                    national_at = time.monotonic() + rng.uniform(1.0, 2.5)
 
         chaos_thread = threading.Thread(target=chaos_loop, daemon=True)
         started = time.monotonic()
@@ -459,10 +502,13 @@ def soak(kind: str, db_url: str, *, messages: int, workers: int, threads: int, b
                     # Through the store API (the same commit hook as the FHIR API, without
                     # the FHIR validation of every note): one transaction per lump.
                     items = [
-                        ("Communication", str(uuid.uuid4()),
-                         note(rng.choice(patients[:50]), queued + i))
+                        (
+                            "Communication",
+                            str(uuid.uuid4()),
+                            note(rng.choice(patients[:50]), queued + i),
+                        )
                         for i in range(size)
-                    ]  # fmt: skip
+                    ]
                     store.write(lambda tx, items=items: tx.insert_many(items))
                     queued += size
                 for mark in sorted(kills_at):
@@ -492,12 +538,31 @@ def soak(kind: str, db_url: str, *, messages: int, workers: int, threads: int, b
             pool.stop()
             app.extensions["wraparound"].audit.flush()
             app.extensions["wraparound"].store.dispose()
-        return count(kind, db_url, rx, chaos, pool, elapsed=elapsed, produced_in=produced_in,
-                     workers=workers, threads=threads)  # fmt: skip
+        return count(
+            kind,
+            db_url,
+            rx,
+            chaos,
+            pool,
+            elapsed=elapsed,
+            produced_in=produced_in,
+            workers=workers,
+            threads=threads,
+        )
 
 
-def count(kind: str, db_url: str, rx: Receivers, chaos: Chaos, pool: Workers, *,
-          elapsed: float, produced_in: float, workers: int, threads: int) -> dict[str, Any]:  # fmt: skip
+def count(
+    kind: str,
+    db_url: str,
+    rx: Receivers,
+    chaos: Chaos,
+    pool: Workers,
+    *,
+    elapsed: float,
+    produced_in: float,
+    workers: int,
+    threads: int,
+) -> dict[str, Any]:
     """Count every message in and out."""
     rows = outbox_rows(db_url)
     states: dict[str, int] = {}
@@ -607,9 +672,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 db_url = f"sqlite:///{work / 'soak.sqlite'}"
                 workers = 1  # one writer at a time on SQLite
-            result = soak(kind, db_url, messages=messages, workers=workers,
-                          threads=args.threads, batch=args.batch,
-                          max_seconds=args.max_seconds, seed=args.seed, work=work)  # fmt: skip
+            result = soak(
+                kind,
+                db_url,
+                messages=messages,
+                workers=workers,
+                threads=args.threads,
+                batch=args.batch,
+                max_seconds=args.max_seconds,
+                seed=args.seed,
+                work=work,
+            )
         except Exception as exc:  # noqa: BLE001 - reported, and the run fails
             print(f"{kind:>8}: failed: {type(exc).__name__}: {exc}", flush=True)
             results.append({"database": kind, "error": f"{type(exc).__name__}: {exc}"})
@@ -622,8 +695,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         show(result)
         results.append(result)
-        if result["lost"] or result["duplicated_after_dedup"] or result["dead_letters"] \
-                or result["unknown_at_receivers"] or result["messages"] < messages:  # fmt: skip
+        if (
+            result["lost"]
+            or result["duplicated_after_dedup"]
+            or result["dead_letters"]
+            or result["unknown_at_receivers"]
+            or result["messages"] < messages
+        ):
             status = 1
     write_results("outbox_soak", {"machine": machine_info(), "results": results})
     return status

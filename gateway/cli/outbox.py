@@ -19,7 +19,8 @@ def _app() -> Any:
     return create_app(settings)
 
 
-def build_workers(app: Any, threads: int, *, batch: int = 10, owner: str | None = None) -> Any:
+def build_workers(app: Any, threads: int, *, batch: int = 10, owner: str | None = None,
+                  idle: float = 0.25) -> Any:
     """Return a WorkerPool of `threads` workers over an app's outbox (not started)."""
     from gateway.national.clients import NationalClients
     from gateway.outbox import EXTENSION
@@ -41,7 +42,7 @@ def build_workers(app: Any, threads: int, *, batch: int = 10, owner: str | None 
                       backoff_cap=settings.outbox_backoff_cap_seconds,
                       error_after=settings.subscription_error_after)
 
-    return WorkerPool(make, threads)
+    return WorkerPool(make, threads, idle=idle)
 
 
 @click.command()
@@ -49,11 +50,14 @@ def build_workers(app: Any, threads: int, *, batch: int = 10, owner: str | None 
               help="Delivery loops in this process.")
 @click.option("--batch", type=int, default=10, show_default=True,
               help="Messages each loop claims at a time.")
+@click.option("--idle", type=click.FloatRange(min=0.005, max=60.0), default=0.25,
+              show_default=True,
+              help="Seconds an idle loop waits before looking for new messages again.")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
-def worker(threads: int, batch: int, once: bool) -> None:
+def worker(threads: int, batch: int, idle: float, once: bool) -> None:
     """Deliver outbox messages (run any number of these processes against PostgreSQL)."""
     app = _app()
-    pool = build_workers(app, max(1, threads), batch=batch)
+    pool = build_workers(app, max(1, threads), batch=batch, idle=idle)
     if once:
         total = 0
         while True:

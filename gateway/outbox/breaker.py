@@ -55,6 +55,20 @@ class Breakers:
         )
         return [r.destination for r in rows]
 
+    def not_closed(self) -> dict[str, bool]:
+        """Return each open or half-open destination with whether its probe is due now.
+
+        One read: a worker that finds nothing due need not open a write transaction.
+        """
+        b = outbox_breakers
+        now = timestamp()
+        rows = self.store.read(
+            lambda tx: tx.conn.execute(
+                select(b.c.destination, b.c.probe_at).where(b.c.state.in_((OPEN, HALF_OPEN)))
+            ).all()
+        )
+        return {r.destination: r.probe_at is None or r.probe_at <= now for r in rows}
+
     def take_probes(self) -> list[str]:
         """Take the probe of every destination whose cool-down has elapsed; return them."""
         b = outbox_breakers

@@ -105,7 +105,8 @@ class Worker:
         """Claim and handle one batch (and any breaker probes); return how many were handled."""
         claimed: list[Claimed] = []
         probes: set[int] = set()
-        probing = self.breakers.take_probes()
+        not_closed = self.breakers.not_closed()
+        probing = self.breakers.take_probes() if any(not_closed.values()) else []
         for destination in probing:
             probe = self.outbox.claim(self.owner, 1, only=destination)
             if probe:
@@ -113,7 +114,7 @@ class Worker:
                 probes.update(m.seq for m in probe)
             else:
                 self.breakers.release_probe(destination)
-        blocked = sorted(set(self.breakers.blocked()) | set(probing))
+        blocked = sorted(set(not_closed) | set(probing))
         claimed += self.outbox.claim(self.owner, self.batch, blocked=blocked)
         self._opened = set()
         for message in claimed:
@@ -124,7 +125,11 @@ class Worker:
         return len(claimed)
 
     def run(self, stop: threading.Event, *, idle: float = 0.25) -> None:
-        """Deliver until `stop` is set; sleep `idle` seconds when there is nothing to do."""
+        """Deliver until `stop` is set; sleep `idle` seconds when there is nothing to do.
+
+        After a batch that found work the loop claims again at once; `idle` bounds how long a
+        newly queued message waits for an idle worker to notice it.
+        """
         while not stop.is_set():
             try:
                 handled = self.run_once()
@@ -338,8 +343,9 @@ def _epoch(stored: str) -> float:
 class WorkerPool:
     """N workers on threads of one process, stopped together."""
 
-    def __init__(self, make: Callable[[int], Worker], threads: int) -> None:
+    def __init__(self, make: Callable[[int], Worker], threads: int, *, idle: float = 0.25) -> None:
         self.workers = [make(i) for i in range(threads)]
+        self.idle = idle
         self.stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -347,7 +353,11 @@ class WorkerPool:
         """Start every worker's loop on its own thread."""
         for i, worker in enumerate(self.workers):
             thread = threading.Thread(
-                target=worker.run, args=(self.stop,), name=f"outbox-worker-{i}", daemon=True
+                target=worker.run,
+                args=(self.stop,),
+                kwargs={"idle": self.idle},
+                name=f"outbox-worker-{i}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)

@@ -202,17 +202,35 @@ class PrivatePostgres:
 
     def start(self) -> None:
         self._run(
-            _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-            "--no-sync", "-E", "UTF8",
-        )  # fmt: skip
+            _pg_bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         self._ctl("start")
 
     def _ctl(self, action: str, *extra: str) -> None:
         options = f"-p {self.port} -h 127.0.0.1 -k {self.dir} -c fsync=off -c max_connections=100"
         self._run(
-            _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
-            "-t", "60", "-o", options, action, *extra,
-        )  # fmt: skip
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            action,
+            *extra,
+        )
 
     def restart(self) -> None:
         """Restart fast: connections are cut, in-flight transactions roll back."""
@@ -302,10 +320,16 @@ def outbox_counts(db_url: str) -> Counts:
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.select(
-                    m.c.seq, m.c.id, m.c.destination, m.c.ordering_key, m.c.state,
-                    m.c.attempts, m.c.payload, m.c.last_error,
+                    m.c.seq,
+                    m.c.id,
+                    m.c.destination,
+                    m.c.ordering_key,
+                    m.c.state,
+                    m.c.attempts,
+                    m.c.payload,
+                    m.c.last_error,
                 ).order_by(m.c.seq)
-            ).all()  # fmt: skip
+            ).all()
     finally:
         engine.dispose()
     return Counts(
