@@ -131,8 +131,7 @@ class Outbox:
         m = outbox_messages
         earlier = aliased(outbox_messages)
 
-        def _claim(tx: Any) -> list[Claimed]:
-            now = timestamp()
+        def deliverable(now: str, count: int) -> Any:
             due = or_(
                 and_(m.c.state == PENDING, m.c.next_attempt <= now),
                 and_(m.c.state == IN_FLIGHT, m.c.lease_until < now),
@@ -142,11 +141,23 @@ class Outbox:
                 earlier.c.seq < m.c.seq,
                 earlier.c.state.in_((PENDING, IN_FLIGHT)),
             )
-            stmt = select(m.c.seq).where(due, ~ahead).order_by(m.c.seq).limit(limit)
+            stmt = select(m.c.seq).where(due, ~ahead).order_by(m.c.seq).limit(count)
             if blocked:
                 stmt = stmt.where(m.c.destination.not_in(list(blocked)))
             if only is not None:
                 stmt = stmt.where(m.c.destination == only)
+            return stmt
+
+        if self.store.engine.dialect.name == "sqlite":
+            # Look first, outside the write lock: idle workers polling a queue with nothing due
+            # do not take SQLite's single write lock from the worker settling a delivery.
+            found = self.store.read(lambda tx: tx.conn.execute(deliverable(timestamp(), 1)).first())
+            if found is None:
+                return []
+
+        def _claim(tx: Any) -> list[Claimed]:
+            now = timestamp()
+            stmt = deliverable(now, limit)
             if tx.conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=m)
             seqs = [row.seq for row in tx.conn.execute(stmt)]
