@@ -50,7 +50,7 @@ def build_workers(app: Any, threads: int, *, batch: int = 10, owner: str | None 
               help="Delivery loops in this process.")
 @click.option("--batch", type=int, default=10, show_default=True,
               help="Messages each loop claims at a time.")
-@click.option("--idle", type=click.FloatRange(min=0.005, max=60.0), default=0.25,
+@click.option("--idle", type=click.FloatRange(min=0.005, max=60.0), default=0.1,
               show_default=True,
               help="Seconds an idle loop waits before looking for new messages again.")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
