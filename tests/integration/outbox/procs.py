@@ -135,9 +135,18 @@ def start_workers(
     return procs
 
 
+def spawn_gateway(env: dict[str, str], port: int, log: Path) -> Proc:
+    """Start `wraparound serve` on a loopback port (without waiting: see `wait_ready`)."""
+    return _spawn(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"], env, log)
+
+
 def start_gateway(env: dict[str, str], port: int, log: Path) -> Proc:
     """Start `wraparound serve` on a loopback port and wait until it is ready."""
-    proc = _spawn(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"], env, log)
+    return wait_ready(spawn_gateway(env, port, log), port)
+
+
+def wait_ready(proc: Proc, port: int) -> Proc:
+    """Wait until the gateway subprocess answers /readyz."""
 
     def ready() -> bool:
         if proc.popen.poll() is not None:

@@ -36,10 +36,11 @@ from tests.integration.outbox.procs import (
     outbox_counts,
     private_postgres,
     settled,
-    start_gateway,
+    spawn_gateway,
     stop_all,
     subscriber,
     wait_for,
+    wait_ready,
 )
 from tests.integration.outbox.procs import (
     start_workers as procs_start_workers,
@@ -302,7 +303,7 @@ def test_a_worker_killed_after_claiming_or_after_sending_loses_nothing(
     requests.delete(f"{mock}/admin/faults", timeout=30)
     sub.clear()
     assert {r["state"] for r in outbox_counts(db_url).rows} == {"in-flight"}
-    start_workers(procs, env, tmp_path, worker_count(db_url))  # they wait out the lease
+    start_workers(procs, env, tmp_path, 1)  # it waits out the lease
     wait_settled(db_url, procs)
     stop_all(procs[1:])
     assert mock_cpis(mock)["upload_message_ids"] == [upload]
@@ -476,13 +477,15 @@ def test_a_postgres_restart_during_a_burst_of_writes_loses_no_acknowledged_messa
         local.extensions["wraparound"].audit.flush()
         local.extensions["wraparound"].store.dispose()
         port = free_port()
-        procs.append(start_gateway(env, port, tmp_path / "gateway.log"))
-        start_workers(procs, env, tmp_path, 2)
+        gateway = spawn_gateway(env, port, tmp_path / "gateway.log")
+        procs.append(gateway)
+        start_workers(procs, env, tmp_path, 2)  # while the gateway starts
+        wait_ready(gateway, port)
         before = _started(db_url)
         with Burst(f"http://127.0.0.1:{port}", token) as burst:
-            burst.reach(30)
+            burst.reach(25)
             cluster.restart()
-            burst.reach(len(burst.acknowledged) + 30)  # writes are acknowledged again after it
+            burst.reach(len(burst.acknowledged) + 25)  # writes are acknowledged again after it
         assert _started(db_url) > before  # the server really restarted mid-burst
         wait_settled(db_url, procs)
         check_burst(db_url, sub, burst.acknowledged)
@@ -501,12 +504,13 @@ def test_a_gateway_killed_mid_burst_leaves_no_write_without_its_message(
 ) -> None:
     subscribe(client, sub.hook)
     port = free_port()
-    gateway = start_gateway(env, port, tmp_path / "gateway.log")
+    gateway = spawn_gateway(env, port, tmp_path / "gateway.log")
     procs.append(gateway)
-    start_workers(procs, env, tmp_path, worker_count(db_url))
+    start_workers(procs, env, tmp_path, worker_count(db_url))  # while the gateway starts
+    wait_ready(gateway, port)
     with Burst(f"http://127.0.0.1:{port}", bearer(app)) as burst:
-        burst.reach(40)
+        burst.reach(30)
         gateway.kill()  # master and workers, mid-write
-    assert len(burst.acknowledged) >= 40
+    assert len(burst.acknowledged) >= 30
     wait_settled(db_url, procs)
     check_burst(db_url, sub, burst.acknowledged)
