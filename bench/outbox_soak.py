@@ -93,6 +93,11 @@ class Receivers:
     def subscriber_fault(self, **fault: Any) -> None:
         _post_json(f"{self.subscriber}/admin/faults", fault)
 
+    def faults_waiting(self, national: bool) -> int:
+        """Return how many injected faults the receiver has not yet used up."""
+        base = self.national if national else self.subscriber
+        return len(requests.get(f"{base}/admin/faults", timeout=30).json())
+
     def clear_faults(self) -> None:
         requests.delete(f"{self.national}/admin/faults", timeout=30).raise_for_status()
         requests.delete(f"{self.subscriber}/admin/faults", timeout=30).raise_for_status()
@@ -454,12 +459,16 @@ def soak(
         chaos = Chaos(rng)
 
         def chaos_loop() -> None:
-            # CP-IS takes one upload at a time: a fault every 1-2.5 s keeps it failing often
-            # without keeping it down for good; the subscriber gets one every 0.3-0.9 s.
+            # A new fault only once the receiver has used up the last one: the receivers fail
+            # in bursts and recover in between, whatever the speed of the machine (faults
+            # injected faster than requests arrive would keep a receiver down for good).
+            # CP-IS takes one upload at a time, so it gets a fault every 1-2.5 s at most;
+            # the subscriber every 0.3-0.9 s at most.
             national_at = time.monotonic()
             while not stop_chaos.wait(rng.uniform(0.3, 0.9)):
-                chaos.subscriber(rx)
-                if time.monotonic() >= national_at:
+                if not rx.faults_waiting(national=False):
+                    chaos.subscriber(rx)
+                if time.monotonic() >= national_at and not rx.faults_waiting(national=True):
                     chaos.national(rx)
                     national_at = time.monotonic() + rng.uniform(1.0, 2.5)
 
@@ -657,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--postgres-db", default="wraparound_bench_outbox_soak")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so worker processes are stopped and scratch data dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     messages = args.messages or (2000 if args.quick else 10_000)
     kinds = ("postgres", "sqlite") if args.db == "both" else (args.db,)
     results: list[dict[str, Any]] = []
