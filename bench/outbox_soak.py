@@ -462,7 +462,7 @@ def soak(
             # A new fault only once the receiver has used up the last one: the receivers fail
             # in bursts and recover in between, whatever the speed of the machine (faults
             # injected faster than requests arrive would keep a receiver down for good).
-            # CP-IS takes one upload at a time, so it gets a fault every 1-2.5 s at most;
+            # CP-IS takes one upload at a time, so it gets a fault every 2.5-6 s at most;
             # the subscriber every 0.3-0.9 s at most.
             national_at = time.monotonic()
             while not stop_chaos.wait(rng.uniform(0.3, 0.9)):
@@ -470,7 +470,7 @@ def soak(
                     chaos.subscriber(rx)
                 if time.monotonic() >= national_at and not rx.faults_waiting(national=True):
                     chaos.national(rx)
-                    national_at = time.monotonic() + rng.uniform(1.0, 2.5)
+                    national_at = time.monotonic() + rng.uniform(2.5, 6.0)
 
         chaos_thread = threading.Thread(target=chaos_loop, daemon=True)
         started = time.monotonic()
