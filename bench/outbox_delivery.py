@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=None, help="latency samples (60)")
     parser.add_argument(
         "--idle",
-        default="0.25,0.05",
+        default="0.25,0.1,0.05",
         help="comma-separated worker idle polls to measure, in seconds",
     )
     parser.add_argument("--seed", type=int, default=7)

@@ -405,10 +405,10 @@ class Chaos:
             (
                 "subscriber 5xx",
                 lambda: rx.subscriber_fault(
-                    kind="http_error", status=self.rng.choice([500, 503]), times=n(1, 6)
+                    kind="http_error", status=self.rng.choice([500, 503]), times=n(1, 4)
                 ),
             ),
-            ("subscriber reset", lambda: rx.subscriber_fault(kind="reset", times=n(1, 4))),
+            ("subscriber reset", lambda: rx.subscriber_fault(kind="reset", times=n(1, 3))),
             ("subscriber hang", lambda: rx.subscriber_fault(kind="hang", seconds=2, times=n(1, 2))),
             (
                 "subscriber late answer",
@@ -463,11 +463,12 @@ def soak(
             # in bursts and recover in between, whatever the speed of the machine (faults
             # injected faster than requests arrive would keep a receiver down for good).
             # CP-IS takes one upload at a time, so it gets a fault every 2.5-6 s at most;
-            # the subscriber every 0.3-0.9 s at most.
-            national_at = time.monotonic()
-            while not stop_chaos.wait(rng.uniform(0.3, 0.9)):
-                if not rx.faults_waiting(national=False):
+            # the subscriber every 1-3 s at most.
+            national_at = subscriber_at = time.monotonic()
+            while not stop_chaos.wait(0.2):
+                if time.monotonic() >= subscriber_at and not rx.faults_waiting(national=False):
                     chaos.subscriber(rx)
+                    subscriber_at = time.monotonic() + rng.uniform(1.0, 3.0)
                 if time.monotonic() >= national_at and not rx.faults_waiting(national=True):
                     chaos.national(rx)
                     national_at = time.monotonic() + rng.uniform(2.5, 6.0)
