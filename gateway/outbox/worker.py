@@ -14,6 +14,8 @@ dead-letters nothing: the messages of a batch that are still unsent when their d
 breaker opens go back unsent (`pending`, their attempt given back), and a failed probe of a
 destination that is still unreachable or timing out gives its attempt back too. A probe that
 the service answers with a fault of its own (a retryable SOAP Server fault) counts as usual.
+Likewise a claimed message is sent only within the first half of its lease: when slow deliveries
+ahead of it in the batch used that up, it goes back unsent rather than risk being sent twice.
 
 A worker whose lease expired before it settled finds its settle refused (fencing): nothing it
 would have written is kept, and the message is delivered again — with the same message id — by
@@ -115,10 +117,15 @@ class Worker:
             else:
                 self.breakers.release_probe(destination)
         blocked = sorted(set(not_closed) | set(probing))
+        claimed_at = time.monotonic()  # no later than the lease's start in the database
         claimed += self.outbox.claim(self.owner, self.batch, blocked=blocked)
         self._opened = set()
         for message in claimed:
             if message.destination in self._opened:
+                self.hold(message)
+            elif time.monotonic() - claimed_at > self.outbox.lease_seconds / 2:
+                # Slow deliveries ahead of it used up half its lease: sending it now could
+                # outlive the lease, and another worker would send it again. It goes back.
                 self.hold(message)
             else:
                 self.handle(message, probe=message.seq in probes)
@@ -146,7 +153,7 @@ class Worker:
 
     # -- one message ---------------------------------------------------------------------------
     def hold(self, message: Claimed) -> None:
-        """Put back unsent a message whose destination's breaker opened after it was claimed."""
+        """Put back unsent a claimed message (its breaker opened, or its lease is running out)."""
         if self.ctx.store.write(lambda tx: self.outbox.release_in(tx, message)):
             self.stats.held += 1
         else:

@@ -26,7 +26,9 @@ from flask.testing import FlaskClient
 
 from gateway import create_app
 from gateway.config import Settings
-from gateway.outbox.store import DELIVERED
+from gateway.outbox.delivery import DeliveryContext
+from gateway.outbox.store import DELIVERED, Claimed, Message, Outbox
+from gateway.outbox.worker import Worker
 from gateway.store import make_engine, upgrade
 from tests.conftest import FHIR_JSON, bearer, free_port
 from tests.integration.outbox.procs import (
@@ -514,3 +516,30 @@ def test_a_gateway_killed_mid_burst_leaves_no_write_without_its_message(
     assert len(burst.acknowledged) >= 30
     wait_settled(db_url, procs)
     check_burst(db_url, sub, burst.acknowledged)
+
+
+# -- a slow batch ----------------------------------------------------------------------------------
+def test_a_message_whose_lease_is_half_gone_goes_back_unsent(app: Flask) -> None:
+    services = app.extensions["wraparound"]
+    parts = app.extensions["wraparound.outbox"]
+    outbox = Outbox(services.store, lease_seconds=1.0)
+    ids = outbox.enqueue([Message("slow", "op", f"k{i}", {"n": i}) for i in range(3)])
+    sent: list[str] = []
+
+    def slow(message: Claimed, ctx: DeliveryContext) -> str:
+        sent.append(message.id)
+        time.sleep(0.6)  # more than half the lease
+        return "ok"
+
+    ctx = DeliveryContext(
+        settings=services.settings, store=services.store, policy=services.policy, clients=None
+    )  # type: ignore[arg-type]
+    worker = Worker(outbox, parts.breakers, ctx, deliverers={"slow": slow}, batch=3)
+    assert worker.run_once() == 3
+    # The first was sent and settled; the other two went back unsent, their attempt given back.
+    assert sent == ids[:1] and worker.stats.held == 2 and worker.stats.fenced == 0
+    states = [(r["state"], r["attempts"]) for r in (outbox.get(i) for i in ids)]
+    assert states == [(DELIVERED, 1), ("pending", 0), ("pending", 0)]
+    while worker.run_once():
+        pass
+    assert sent == ids and {outbox.get(i)["state"] for i in ids} == {DELIVERED}
