@@ -522,13 +522,14 @@ def test_a_gateway_killed_mid_burst_leaves_no_write_without_its_message(
 def test_a_message_whose_lease_is_half_gone_goes_back_unsent(app: Flask) -> None:
     services = app.extensions["wraparound"]
     parts = app.extensions["wraparound.outbox"]
-    outbox = Outbox(services.store, lease_seconds=1.0)
+    outbox = Outbox(services.store, lease_seconds=4.0)
     ids = outbox.enqueue([Message("slow", "op", f"k{i}", {"n": i}) for i in range(3)])
     sent: list[str] = []
+    pause = [2.1]  # more than half the lease, far less than all of it
 
     def slow(message: Claimed, ctx: DeliveryContext) -> str:
         sent.append(message.id)
-        time.sleep(0.6)  # more than half the lease
+        time.sleep(pause[0])
         return "ok"
 
     ctx = DeliveryContext(
@@ -540,6 +541,7 @@ def test_a_message_whose_lease_is_half_gone_goes_back_unsent(app: Flask) -> None
     assert sent == ids[:1] and worker.stats.held == 2 and worker.stats.fenced == 0
     states = [(r["state"], r["attempts"]) for r in (outbox.get(i) for i in ids)]
     assert states == [(DELIVERED, 1), ("pending", 0), ("pending", 0)]
+    pause[0] = 0.0
     while worker.run_once():
         pass
     assert sent == ids and {outbox.get(i)["state"] for i in ids} == {DELIVERED}
