@@ -1,19 +1,32 @@
 """Run every benchmark: `python -m bench [--quick] [--db sqlite|postgres|both] [NAME ...]`."""
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("fhir_throughput", "ingest_throughput", "national_pds", "national_index",
-              "security_cost", "identity", "outbox_delivery", "outbox_soak")
+BENCHMARKS = (
+    "fhir_throughput",
+    "ingest_throughput",
+    "national_pds",
+    "national_index",
+    "security_cost",
+    "identity",
+    "outbox_delivery",
+    "outbox_soak",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the named benchmarks (all by default); return non-zero if any failed."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})",
+    )
     parser.add_argument("--quick", action="store_true", help="short smoke-test runs")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args(argv)

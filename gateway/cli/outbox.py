@@ -1,4 +1,5 @@
 """`wraparound worker` (deliver the outbox) and `wraparound outbox status|list|replay`."""
+
 from __future__ import annotations
 
 import signal
@@ -19,8 +20,9 @@ def _app() -> Any:
     return create_app(settings)
 
 
-def build_workers(app: Any, threads: int, *, batch: int = 10, owner: str | None = None,
-                  idle: float = 0.25) -> Any:
+def build_workers(
+    app: Any, threads: int, *, batch: int = 10, owner: str | None = None, idle: float = 0.25
+) -> Any:
     """Return a WorkerPool of `threads` workers over an app's outbox (not started)."""
     from gateway.national.clients import NationalClients
     from gateway.outbox import EXTENSION
@@ -34,25 +36,38 @@ def build_workers(app: Any, threads: int, *, batch: int = 10, owner: str | None 
     clients = NationalClients(settings)  # one set per process: WSDLs parsed once
 
     def make(i: int) -> Worker:
-        ctx = DeliveryContext(settings=settings, store=services.store, policy=services.policy,
-                              clients=clients)
-        return Worker(parts.outbox, parts.breakers, ctx, owner=f"{base}/{i}", batch=batch,
-                      max_attempts=settings.outbox_max_attempts,
-                      backoff=settings.outbox_backoff_seconds,
-                      backoff_cap=settings.outbox_backoff_cap_seconds,
-                      error_after=settings.subscription_error_after)
+        ctx = DeliveryContext(
+            settings=settings, store=services.store, policy=services.policy, clients=clients
+        )
+        return Worker(
+            parts.outbox,
+            parts.breakers,
+            ctx,
+            owner=f"{base}/{i}",
+            batch=batch,
+            max_attempts=settings.outbox_max_attempts,
+            backoff=settings.outbox_backoff_seconds,
+            backoff_cap=settings.outbox_backoff_cap_seconds,
+            error_after=settings.subscription_error_after,
+        )
 
     return WorkerPool(make, threads, idle=idle)
 
 
 @click.command()
-@click.option("--threads", type=int, default=4, show_default=True,
-              help="Delivery loops in this process.")
-@click.option("--batch", type=int, default=10, show_default=True,
-              help="Messages each loop claims at a time.")
-@click.option("--idle", type=click.FloatRange(min=0.005, max=60.0), default=0.1,
-              show_default=True,
-              help="Seconds an idle loop waits before looking for new messages again.")
+@click.option(
+    "--threads", type=int, default=4, show_default=True, help="Delivery loops in this process."
+)
+@click.option(
+    "--batch", type=int, default=10, show_default=True, help="Messages each loop claims at a time."
+)
+@click.option(
+    "--idle",
+    type=click.FloatRange(min=0.005, max=60.0),
+    default=0.1,
+    show_default=True,
+    help="Seconds an idle loop waits before looking for new messages again.",
+)
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def worker(threads: int, batch: int, idle: float, once: bool) -> None:
     """Deliver outbox messages (run any number of these processes against PostgreSQL)."""
@@ -117,8 +132,14 @@ def list_messages(state: str | None, destination: str | None, count: int) -> Non
 @click.option("--since", help="Queued at or after (FHIR instant).")
 @click.option("--until", help="Queued before (FHIR instant).")
 @click.option("--all", "everything", is_flag=True, help="Every dead letter.")
-def replay(ids: tuple[str, ...], destination: str | None, error: str | None,
-           since: str | None, until: str | None, everything: bool) -> None:
+def replay(
+    ids: tuple[str, ...],
+    destination: str | None,
+    error: str | None,
+    since: str | None,
+    until: str | None,
+    everything: bool,
+) -> None:
     """Put dead letters back to pending (they keep their message ids)."""
     from gateway.outbox import EXTENSION
     from gateway.store.sql import from_instant
@@ -128,9 +149,12 @@ def replay(ids: tuple[str, ...], destination: str | None, error: str | None,
     parts = _app().extensions[EXTENSION]
     try:
         replayed = parts.outbox.replay(
-            ids=ids, destination=destination, error=error,
+            ids=ids,
+            destination=destination,
+            error=error,
             since=from_instant(since) if since else None,
-            until=from_instant(until) if until else None)
+            until=from_instant(until) if until else None,
+        )
     except ValueError as exc:
         raise click.UsageError("--since/--until must be FHIR instants") from exc
     click.echo(f"replayed {len(replayed)} message(s)")
