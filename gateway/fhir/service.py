@@ -86,8 +86,7 @@ def parse_etag(value: str | None) -> int | None:
     if value is None:
         return None
     raw = value.strip()
-    if raw.startswith("W/"):
-        raw = raw[2:]
+    raw = raw.removeprefix("W/")
     raw = raw.strip('"')
     if not raw.isdigit():
         raise BadRequest("If-Match must carry a version ETag such as W/\"1\"")
@@ -355,6 +354,24 @@ class FhirService:
         if prev is not None and not prev.deleted and _content_equal(prev, dict(tagged)):
             return WriteResult(prev, 200, changed=False)
         stored = tx.put(res_type, res_id, tagged, previous=prev, method="PUT")
+        self._touch(stored)
+        return WriteResult(stored, 201 if prev is None or prev.deleted else 200)
+
+    def _stage_update_in(self, tx: Any, current: dict[tuple[str, str], StoredResource],
+                         res_type: str, res_id: str, body: dict[str, Any]) -> WriteResult:
+        """`_update_in` for many writes in one transaction (ingest), staged to be stored at once.
+
+        `current` maps (type, id) to the current version, as `tx.get_many_for_update` returned
+        it for every key the batch writes (locked); it is kept up to date with each write.
+        """
+        key = (res_type, res_id)
+        prev = current.get(key)
+        interaction = "create" if prev is None else "update"
+        tagged = self._tagged(tx, res_type, body, prev, interaction)
+        if prev is not None and not prev.deleted and _content_equal(prev, dict(tagged)):
+            return WriteResult(prev, 200, changed=False)
+        stored = tx.stage(res_type, res_id, tagged, previous=prev, method="PUT")
+        current[key] = stored
         self._touch(stored)
         return WriteResult(stored, 201 if prev is None or prev.deleted else 200)
 

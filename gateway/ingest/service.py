@@ -1,9 +1,10 @@
 """Map, validate and store a source export; every record stands or falls alone.
 
-Records are stored in chunks, one database transaction per chunk and a savepoint per record, so
-a bad record never blocks the good ones and never leaves part of itself stored. Resource ids are
-deterministic, so sending a record again updates it or leaves it unchanged; its Provenance is
-written only when the record is new or something it describes changed.
+Records are stored in chunks, one database transaction per chunk; when a chunk fails, each of
+its records is stored alone, so a bad record never blocks the good ones and never leaves part of
+itself stored. Resource ids are deterministic, so sending a record again updates it or leaves it
+unchanged; its Provenance is written only when the record is new or something it describes
+changed.
 """
 from __future__ import annotations
 
@@ -171,14 +172,8 @@ class IngestService:
             yield self.map_and_validate(source, location, raw)
 
     def _store_chunk(self, chunk: list[RecordOutcome], report: IngestReport) -> None:
-        def _run(tx: Any) -> list[RecordOutcome]:
-            results = []
-            for outcome in chunk:
-                results.append(self._store_record(tx, outcome))
-            return results
-
         try:
-            results = self.fhir._store_write(_run)
+            results = self.fhir._store_write(lambda tx: self._store_records(tx, chunk))
         except Exception:  # noqa: BLE001 - the chunk failed as a whole: retry each record alone
             log.warning("ingest chunk failed; storing its records one by one")
             results = [self._store_alone(outcome) for outcome in chunk]
@@ -187,7 +182,8 @@ class IngestService:
 
     def _store_alone(self, outcome: RecordOutcome) -> RecordOutcome:
         try:
-            return self.fhir._store_write(lambda tx: self._store_record(tx, outcome))  # type: ignore[no-any-return]
+            return self.fhir._store_write(  # type: ignore[no-any-return]
+                lambda tx: self._store_records(tx, [outcome])[0])
         except GatewayError as exc:  # a refusal (policy, conflict) rejects this record only
             return RecordOutcome(outcome.location, "rejected", outcome.record_id, [Issue(
                 "error", exc.code, f"{outcome.location}: could not be stored ({exc.message})")])
@@ -196,34 +192,49 @@ class IngestService:
                 "error", "exception", f"{outcome.location}: could not be stored "
                 f"({type(exc).__name__})")])
 
-    def _store_record(self, tx: Any, outcome: RecordOutcome) -> RecordOutcome:
-        """Store one record's resources; 'created' means the record is new to the gateway.
+    def _store_records(self, tx: Any, chunk: list[RecordOutcome]) -> list[RecordOutcome]:
+        """Store the records' resources in one transaction; 'created' means new to the gateway.
 
+        Every resource the chunk writes is read (and locked) by one query per type; the writes
+        are staged record by record, in order, and stored together, so a resource that several
+        records produce (a school, a worker) is compared with its latest version as before.
         A record is known when its Provenance (a deterministic id per source record) is stored:
         a known record that gains a resource (a new episode, a new contact) is 'updated'.
+        Once the chunk is stored, each source Patient is linked to its golden Patient, in order.
+        Any failure fails the whole transaction; the caller then stores each record alone.
         """
-        created = changed = False
-        provenances = [r for r in outcome.resources if r["resourceType"] == "Provenance"]
-        with tx.savepoint():
+        current = tx.get_many_for_update(
+            (r["resourceType"], r["id"]) for outcome in chunk for r in outcome.resources)
+        results = []
+        patients: list[dict[str, Any]] = []
+        for outcome in chunk:
+            created = changed = False
+            provenances = [r for r in outcome.resources if r["resourceType"] == "Provenance"]
             for resource in outcome.resources:
                 if resource["resourceType"] == "Provenance":
                     continue
-                result: WriteResult = self.fhir._update_in(
-                    tx, resource["resourceType"], resource["id"], resource, None)
+                result: WriteResult = self.fhir._stage_update_in(
+                    tx, current, resource["resourceType"], resource["id"], resource)
                 created |= result.status == 201
                 changed |= result.changed
-                if self.identity is not None and resource["resourceType"] == "Patient":
-                    self.identity.resolve_in(tx, resource)
+                if resource["resourceType"] == "Patient":
+                    patients.append(resource)
             if provenances:
                 created = False
                 for resource in provenances:
-                    known = tx.get("Provenance", resource["id"])
+                    known = current.get(("Provenance", resource["id"]))
                     created |= known is None or known.deleted
             if changed or created:
                 for resource in provenances:
-                    self.fhir._update_in(tx, "Provenance", resource["id"], resource, None)
-        status = "created" if created else ("updated" if changed else "unchanged")
-        return RecordOutcome(outcome.location, status, outcome.record_id)
+                    self.fhir._stage_update_in(tx, current, "Provenance", resource["id"],
+                                               resource)
+            status = "created" if created else ("updated" if changed else "unchanged")
+            results.append(RecordOutcome(outcome.location, status, outcome.record_id))
+        tx.flush()
+        if self.identity is not None:
+            for patient in patients:
+                self.identity.resolve_in(tx, patient)
+        return results
 
 
 @functools.lru_cache(maxsize=1)

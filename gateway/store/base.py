@@ -105,6 +105,21 @@ class WriteSession(ReadSession, Protocol):
     def delete(self, previous: StoredResource) -> StoredResource:
         """Store a deleted version and remove the resource's index rows."""
 
+    def get_many_for_update(self, keys: Iterable[tuple[str, str]],
+                            ) -> dict[tuple[str, str], StoredResource]:
+        """Return the current versions of several resources, locked; unknown keys are absent."""
+
+    def stage(self, res_type: str, res_id: str, resource: dict[str, Any], *,
+              previous: StoredResource | None, method: str) -> StoredResource:
+        """Store a new version as `put` does; its rows are written with the next `flush`.
+
+        Staged rows are flushed before the session is next read or written through any other
+        method, and before the commit hooks run.
+        """
+
+    def flush(self) -> None:
+        """Write every staged version, one multi-row statement per table."""
+
 
 class ResourceStore(Protocol):
     """A FHIR resource store."""

@@ -8,6 +8,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -35,7 +37,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from gateway.fhir.indexing import extract_index, normalise_string
 from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
-from vocab import systems
 from gateway.store.base import Change, RetryableConflict, StoredResource, StoreUnavailable
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -49,6 +50,7 @@ from gateway.store.schema import (
     resources,
     search_sets,
 )
+from vocab import systems
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -363,12 +365,34 @@ class _SqlReadSession:
         return and_(low <= phigh, high >= plow)  # ap: overlaps
 
 
+@dataclass
+class _Staged:
+    """A resource written in this transaction but not yet flushed: its latest version."""
+
+    base: StoredResource | None  # the version stored before the transaction staged any
+    row: dict[str, Any]
+    resource: dict[str, Any]
+
+
 class _SqlWriteSession(_SqlReadSession):
     """Read and write operations inside one transaction."""
 
     def __init__(self, conn: Connection, registry: Registry) -> None:
+        self._staged: dict[tuple[str, str], _Staged] = {}
+        self._staged_history: list[dict[str, Any]] = []
         super().__init__(conn, registry)
         self.changes: list[Change] = []
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection; staged writes are flushed before anyone uses it."""
+        if self._staged:
+            self.flush()
+        return self._conn
+
+    @conn.setter
+    def conn(self, value: Connection) -> None:
+        self._conn = value
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[Any]:
@@ -396,8 +420,29 @@ class _SqlWriteSession(_SqlReadSession):
         row = self.conn.execute(stmt).first()
         return _row_to_stored(row) if row else None
 
-    def put(self, res_type: str, res_id: str, resource: dict[str, Any], *,
-            previous: StoredResource | None, method: str) -> StoredResource:
+    def get_many_for_update(self, keys: Iterable[tuple[str, str]],
+                            ) -> dict[tuple[str, str], StoredResource]:
+        """Return the current versions (possibly deleted) of several resources, locked.
+
+        One query per resource type (and per 500 ids); keys never stored are absent.
+        """
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in dict.fromkeys(keys):
+            by_type.setdefault(rtype, []).append(rid)
+        found: dict[tuple[str, str], StoredResource] = {}
+        for rtype in sorted(by_type):
+            ids = sorted(by_type[rtype])
+            for start in range(0, len(ids), 500):
+                stmt = select(resources).where(resources.c.res_type == rtype,
+                                               resources.c.res_id.in_(ids[start:start + 500]))
+                if not self.sqlite:  # rows are locked in key order, as writers meet them
+                    stmt = stmt.order_by(resources.c.res_id).with_for_update()
+                for row in self.conn.execute(stmt):
+                    found[(row.res_type, row.res_id)] = _row_to_stored(row)
+        return found
+
+    @staticmethod
+    def _next_version(previous: StoredResource | None) -> tuple[int, str]:
         version = 1 if previous is None else previous.version_id + 1
         now = utc_now()
         if previous is not None:
@@ -405,6 +450,92 @@ class _SqlWriteSession(_SqlReadSession):
             if now <= prev_ts:  # keep lastUpdated strictly increasing per resource
                 now = (datetime.strptime(prev_ts, "%Y-%m-%dT%H:%M:%S.%f")
                        + timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        return version, now
+
+    def stage(self, res_type: str, res_id: str, resource: dict[str, Any], *,
+              previous: StoredResource | None, method: str) -> StoredResource:
+        """Store a new version as `put` does, its rows written by the next `flush`.
+
+        Staged writes are flushed together (one multi-row statement per table) before the
+        session's connection is next used, so reads in the transaction and commit hooks see
+        them. `previous` is the current version: as read for update, or as returned by the
+        last `stage` of the same resource.
+        """
+        key = (res_type, res_id)
+        entry = self._staged.get(key)
+        if entry is not None and (previous is None
+                                  or previous.version_id != entry.row["version_id"]):
+            raise RetryableConflict("a staged resource was written from a stale version")
+        version, now = self._next_version(previous)
+        content = stamp(resource, res_id, version, now)
+        row = {"res_type": res_type, "res_id": res_id, "version_id": version,
+               "last_updated": now, "deleted": False, "content": content}
+        if entry is None:
+            self._staged[key] = _Staged(previous, row, resource)
+        else:
+            entry.row, entry.resource = row, resource
+        self._staged_history.append(dict(row, method=method))
+        self.changes.append(Change(res_type, res_id, version, resource,
+                                   None if previous is None or previous.deleted
+                                   else previous.version_id))
+        return StoredResource(res_type, res_id, version, to_instant(now), False, content, method)
+
+    def flush(self) -> None:
+        """Write the staged versions: rows, history and search index, per table at once."""
+        if not self._staged:
+            return
+        staged, history = self._staged, self._staged_history
+        self._staged, self._staged_history = {}, []
+        conn = self._conn
+        new_rows = [e.row for e in staged.values() if e.base is None]
+        replaced = [e for e in staged.values() if e.base is not None]
+        try:
+            if new_rows:
+                conn.execute(insert(resources), new_rows)
+            if replaced:
+                self._replace_rows(replaced)
+            conn.execute(insert(resource_history), history)
+        except IntegrityError as exc:
+            raise RetryableConflict("a concurrent write created the same resource") from exc
+        self._drop_index_many([k for k, e in staged.items() if e.base is not None])
+        batches: dict[Any, list[dict[str, Any]]] = {}
+        for (res_type, res_id), entry in staged.items():
+            self._index_rows(res_type, res_id, entry.resource, batches)
+        self._insert_batches(batches)
+
+    def _replace_rows(self, replaced: list[_Staged]) -> None:
+        r = resources.c
+        stmt = (update(resources)
+                .where(r.res_type == bindparam("b_type"), r.res_id == bindparam("b_id"),
+                       r.version_id == bindparam("b_version"))
+                .values(version_id=bindparam("n_version"), last_updated=bindparam("n_updated"),
+                        deleted=False, content=bindparam("n_content")))
+        params = [{"b_type": e.row["res_type"], "b_id": e.row["res_id"],
+                   "b_version": e.base.version_id, "n_version": e.row["version_id"],
+                   "n_updated": e.row["last_updated"], "n_content": e.row["content"]}
+                  for e in replaced if e.base is not None]
+        if self._conn.dialect.supports_sane_multi_rowcount:
+            if self._conn.execute(stmt, params).rowcount != len(params):
+                raise RetryableConflict("a resource changed concurrently")
+            return
+        for one in params:
+            if self._conn.execute(stmt, one).rowcount != 1:
+                raise RetryableConflict("a resource changed concurrently")
+
+    def _drop_index_many(self, keys: Sequence[tuple[str, str]]) -> None:
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in keys:
+            by_type.setdefault(rtype, []).append(rid)
+        for rtype, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                for table in INDEX_TABLES:
+                    self._conn.execute(delete(table).where(table.c.res_type == rtype,
+                                                           table.c.res_id.in_(chunk)))
+
+    def put(self, res_type: str, res_id: str, resource: dict[str, Any], *,
+            previous: StoredResource | None, method: str) -> StoredResource:
+        version, now = self._next_version(previous)
         content = stamp(resource, res_id, version, now)
         row = {"res_type": res_type, "res_id": res_id, "version_id": version,
                "last_updated": now, "deleted": False, "content": content}
@@ -539,9 +670,8 @@ class SqlResourceStore:
     def read(self, fn: Callable[[_SqlReadSession], T]) -> T:
         """Run fn in a read-only session."""
         try:
-            with self.engine.connect() as conn:
-                with conn.begin():
-                    return fn(_SqlReadSession(conn, self.registry))
+            with self.engine.connect() as conn, conn.begin():
+                return fn(_SqlReadSession(conn, self.registry))
         except OperationalError as exc:
             raise StoreUnavailable("the database is unavailable") from exc
 
@@ -550,13 +680,15 @@ class SqlResourceStore:
         delay = 0.005
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             try:
-                with self.engine.connect().execution_options(wraparound_write=True) as conn:
-                    with conn.begin():
-                        session = _SqlWriteSession(conn, self.registry)
-                        result = fn(session)
-                        for hook in self.commit_hooks:
-                            hook(session)
-                        return result
+                with self.engine.connect().execution_options(wraparound_write=True) as conn, \
+                        conn.begin():
+                    session = _SqlWriteSession(conn, self.registry)
+                    result = fn(session)
+                    session.flush()
+                    for hook in self.commit_hooks:
+                        hook(session)
+                    session.flush()
+                    return result
             except RetryableConflict:
                 if attempt == MAX_WRITE_ATTEMPTS:
                     raise

@@ -11,7 +11,6 @@ import pytest
 from flask import Flask
 
 from gateway.identity.service import IdentityService
-from gateway.ingest.service import IngestService
 from gateway.security.context import Caller, acting_as
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,21 +78,12 @@ def ingest_samples(app: Flask, sources: tuple[str, ...] = SOURCE_NAMES) -> dict[
 
 
 @pytest.fixture
-def identity_hook(app: Flask, monkeypatch: pytest.MonkeyPatch) -> IdentityService:
-    """Resolve identity inside the ingest transaction, right after each source Patient is stored.
+def identity_hook(app: Flask) -> IdentityService:
+    """The identity service ingest calls inside its transaction once each chunk is stored.
 
-    Stands in for the one-line call in IngestService._store_record, so these tests exercise the
-    same path ingest takes.
+    Ingest resolves every source Patient it stores (IngestService._store_records), so these
+    tests exercise the path ingest takes.
     """
     service = identity_of(app)
-    original = IngestService._store_record
-
-    def _store_record(self: IngestService, tx: Any, outcome: Any) -> Any:
-        result = original(self, tx, outcome)
-        for resource in outcome.resources:
-            if resource["resourceType"] == "Patient":
-                service.resolve_in(tx, resource)
-        return result
-
-    monkeypatch.setattr(IngestService, "_store_record", _store_record)
+    assert app.extensions["wraparound"].ingest.identity is service
     return service

@@ -214,18 +214,18 @@ def test_a_record_the_database_refuses_leaves_nothing_of_itself(
     (victim_patient,) = [r["id"] for r in produced if r["resourceType"] == "Patient"
                          and any(i["value"] == victim for i in r["identifier"])]
     fhir = app.extensions["wraparound"].fhir
-    real = fhir._update_in
+    real = fhir._stage_update_in
     written: list[str] = []
 
-    def refusing(tx: Any, res_type: str, res_id: str, body: dict[str, Any], expected: Any) -> Any:
+    def refusing(tx: Any, current: Any, res_type: str, res_id: str, body: dict[str, Any]) -> Any:
         if res_type == "Observation" and body["subject"]["reference"] == f"Patient/{victim_patient}":
             assert f"Patient/{victim_patient}" in written  # its Patient went in first ...
             raise RuntimeError("simulated refusal")  # ... then a later resource fails
-        result = real(tx, res_type, res_id, body, expected)
+        result = real(tx, current, res_type, res_id, body)
         written.append(f"{res_type}/{res_id}")
         return result
 
-    monkeypatch.setattr(fhir, "_update_in", refusing)
+    monkeypatch.setattr(fhir, "_stage_update_in", refusing)
     resp = post(youth_support, "youth-support", data, "text/csv")
     assert resp.status_code == 200, resp.get_json()
     outcome = resp.get_json()
