@@ -1,6 +1,7 @@
 """The identity service: golden Patients across agencies, kept current on every ingest.
 
-    resolve_in(tx, patient)   match one source Patient inside the caller's transaction (ingest)
+    resolve_in(tx, patient)   match one source Patient inside the caller's transaction
+    resolve_many_in(tx, ...)  match several in order, golden Patients rewritten once (ingest)
     rebuild()                 recompute every link from everything stored; decisions kept
     match(resource, ...)      Patient/$match: candidates graded certain/probable/possible
     everything(id, ...)       Patient/$everything: the child's resources across agencies
@@ -90,6 +91,14 @@ class EverythingPage:
     offset: int
     count: int
     national: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Refresh:
+    """Golden Patients to rewrite once a batch of resolutions ends, and retired ones' heirs."""
+
+    golden_ids: set[str] = field(default_factory=set)
+    successors: dict[str, str] = field(default_factory=dict)
 
 
 class _Clusters:
@@ -185,19 +194,41 @@ class IdentityService:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _refresh(self, tx: Any, golden_ids: Iterable[str],
-                 successors: dict[str, str] | None = None) -> None:
-        """Rewrite golden Patients from their members; retire the ones left empty."""
-        for gid in sorted(set(golden_ids)):
-            links = store.members(tx, gid)
-            stored = tx.fetch([("Patient", link.source_id) for link in links])
-            by_id = {link.source_id: link for link in links}
-            members = [Member(s.res_id, orjson.loads(s.content), by_id[s.res_id].features,
-                              s.last_updated) for s in stored if s.content]
-            with as_gateway():
+                 successors: dict[str, str] | None = None,
+                 later: _Refresh | None = None) -> None:
+        """Rewrite golden Patients from their members; retire the ones left empty.
+
+        The members of every golden Patient are read at once, and the rewritten ones stored
+        together. With `later`, the golden Patients are only noted, to be rewritten once when
+        the batch of resolutions that collects them ends.
+        """
+        if later is not None:
+            later.golden_ids.update(golden_ids)
+            later.successors.update(successors or {})
+            return
+        gids = sorted(set(golden_ids))
+        if not gids:
+            return
+        links_of = store.members_of(tx, gids)
+        stored = {s.res_id: s for s in tx.fetch([("Patient", link.source_id)
+                                                 for gid in gids
+                                                 for link in links_of.get(gid, ())])}
+        with as_gateway():
+            current = tx.get_many_for_update(("Patient", gid) for gid in gids
+                                             if links_of.get(gid))
+            for gid in gids:
+                members = []
+                for link in links_of.get(gid, ()):
+                    found = stored.get(link.source_id)
+                    if found is not None and found.content:
+                        members.append(Member(found.res_id, orjson.loads(found.content),
+                                              link.features, found.last_updated))
                 if members:
-                    self.fhir._update_in(tx, "Patient", gid, compose(gid, members), None)
+                    self.fhir._stage_update_in(tx, current, "Patient", gid,
+                                               compose(gid, members))
                 else:
                     self._retire(tx, gid, (successors or {}).get(gid))
+        tx.flush()
 
     def _retire(self, tx: Any, golden_id: str, successor: str | None) -> None:
         previous = tx.get("Patient", golden_id)
@@ -281,10 +312,27 @@ class IdentityService:
     def resolve_in(self, tx: Any, patient: dict[str, Any]) -> Resolution | None:
         """Link one source Patient to its golden Patient, inside the caller's transaction.
 
-        Call it right after the Patient is stored (ingest does, per record). Returns None for
-        anything that is not a stored source Patient. A Patient whose matching features did not
-        change since it was last resolved costs two indexed reads and changes nothing.
+        Call it right after the Patient is stored. Returns None for anything that is not a
+        stored source Patient. A Patient whose matching features did not change since it was
+        last resolved costs two indexed reads and changes nothing.
         """
+        return self.resolve_many_in(tx, [patient])[0]
+
+    def resolve_many_in(self, tx: Any, patients: Sequence[dict[str, Any]],
+                        ) -> list[Resolution | None]:
+        """Resolve stored source Patients one after the other, inside the caller's transaction.
+
+        Ingest calls it once per stored chunk. Each Patient is matched and linked as
+        `resolve_in` would, in order; the golden Patients they touch are rewritten once, at the
+        end, from their final members, rather than after each Patient.
+        """
+        later = _Refresh()
+        out = [self._resolve_in(tx, patient, later) for patient in patients]
+        self._refresh(tx, later.golden_ids, later.successors)
+        return out
+
+    def _resolve_in(self, tx: Any, patient: dict[str, Any],
+                    later: _Refresh) -> Resolution | None:
         if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
             return None
         pid = patient.get("id")
@@ -295,7 +343,7 @@ class IdentityService:
             return None
         tx.lock(LOCK)
         if stored.deleted or stored.content is None:
-            self._forget_in(tx, pid)
+            self._forget_in(tx, pid, later)
             return None
         body = orjson.loads(stored.content)
         if is_golden(body):
@@ -309,13 +357,13 @@ class IdentityService:
         store.set_keys(tx, pid, blocking_keys(features))
         if current is not None and current.by_person:
             store.put_link(tx, replace(current, features=features, digest=digest))
-            self._refresh(tx, [current.golden_id])
+            self._refresh(tx, [current.golden_id], later=later)
             return Resolution(pid, current.golden_id, current.grade, current.score,
                               current.rule, True)
-        return self._place(tx, pid, features, digest, current)
+        return self._place(tx, pid, features, digest, current, later)
 
     def _place(self, tx: Any, pid: str, features: Features, digest: str,
-               current: store.Link | None) -> Resolution:
+               current: store.Link | None, later: _Refresh) -> Resolution:
         ranked = self._ranked(tx, pid, features)
         target: tuple[str, Comparison, str] | None = None
         if ranked and ranked[0][1].rank >= GRADE_RANK["probable"]:
@@ -363,13 +411,13 @@ class IdentityService:
                 if item:
                     reviews.append(item)
         merged = any(g != old for g in successors)
-        self._refresh(tx, touched, successors)
+        self._refresh(tx, touched, successors, later)
         if target is not None:
             self._supersede(tx, [pid, *[m.source_id for m in store.members(tx, golden)]]
                             if merged else [pid])
         return Resolution(pid, golden, grade, score, rule, True, tuple(reviews))
 
-    def _forget_in(self, tx: Any, pid: str) -> None:
+    def _forget_in(self, tx: Any, pid: str, later: _Refresh | None = None) -> None:
         link = store.get_link(tx, pid)
         if link is None:
             return
@@ -377,7 +425,7 @@ class IdentityService:
         store.record(tx, "unlink", decider=store.ALGORITHM, source_id=pid,
                      previous_golden=link.golden_id, reason="the source Patient was deleted",
                      request_id=_request_id())
-        self._refresh(tx, [link.golden_id])
+        self._refresh(tx, [link.golden_id], later=later)
 
     def resolve(self, patient_id: str) -> Resolution | None:
         """Resolve one stored Patient in its own transaction (as the gateway)."""

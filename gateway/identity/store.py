@@ -134,6 +134,18 @@ def members(tx: Any, golden_id: str) -> list[Link]:
     return [_link(r) for r in rows]
 
 
+def members_of(tx: Any, golden_ids: Iterable[str]) -> dict[str, list[Link]]:
+    """Return the links of each golden Patient's source Patients, in id order."""
+    out: dict[str, list[Link]] = {}
+    for chunk in _chunks(sorted(set(golden_ids))):
+        rows = tx.conn.execute(select(identity_links)
+                               .where(identity_links.c.golden_id.in_(chunk))
+                               .order_by(identity_links.c.source_id))
+        for row in rows:
+            out.setdefault(row.golden_id, []).append(_link(row))
+    return out
+
+
 def member_ids(tx: Any, golden_ids: Iterable[str]) -> dict[str, list[str]]:
     """Return the source Patient ids of each golden Patient."""
     out: dict[str, list[str]] = {}
@@ -391,6 +403,6 @@ __all__ = [
     "ALGORITHM", "Link", "Review", "all_decisions", "all_links", "candidates", "close_review",
     "count_open_reviews", "decisions_for", "drop_decisions_between", "drop_link",
     "drop_open_reviews", "get_link", "get_links", "get_review", "golden_of", "history",
-    "is_golden_id", "list_reviews", "member_ids", "members", "open_reviews", "patient_rows",
+    "is_golden_id", "list_reviews", "member_ids", "members", "members_of", "open_reviews", "patient_rows",
     "put_decision", "put_link", "queue_review", "record", "replace_all_keys", "set_keys",
 ]

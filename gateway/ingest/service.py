@@ -231,9 +231,8 @@ class IngestService:
             status = "created" if created else ("updated" if changed else "unchanged")
             results.append(RecordOutcome(outcome.location, status, outcome.record_id))
         tx.flush()
-        if self.identity is not None:
-            for patient in patients:
-                self.identity.resolve_in(tx, patient)
+        if self.identity is not None and patients:
+            self.identity.resolve_many_in(tx, patients)
         return results
 
 
