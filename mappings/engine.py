@@ -33,6 +33,7 @@ from mappings.expressions import (
     RUN,
     CodeNotMapped,
     analyse,
+    direct_evaluator,
     expression_text,
     is_expression,
 )
@@ -155,10 +156,13 @@ class Expr:
     fn: Any
     where: str
     fields: tuple[str, ...]
+    direct: Any = None  # the same evaluation without a template, for simple expressions
 
     def raw(self, run: Run, scope: dict[str, Any]) -> Any:
         """Return the expression's value, or DROP after recording a located problem."""
         try:
+            if self.direct is not None:
+                return self.direct(scope, self.fn)
             return self.fn(scope)
         except CodeNotMapped as exc:
             message = str(exc)
@@ -384,7 +388,8 @@ class Compiler:
             elif head in scope.inputs:
                 fields.add(dotted)
         self.used |= fields
-        return Expr(text=inner, fn=fn, where=where, fields=tuple(sorted(fields)))
+        return Expr(text=inner, fn=fn, where=where, fields=tuple(sorted(fields)),
+                    direct=direct_evaluator(self.env, inner))
 
     def node(self, raw: Any, where: str, scope: CompileScope) -> Any:
         """Compile any template value."""

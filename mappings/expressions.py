@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import nodes, pass_context
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import _PassArg
 
 from vocab import systems as _systems
 from vocab.identifiers import is_valid_nhs_number, is_valid_upn
@@ -263,3 +264,192 @@ def analyse(env: SandboxedEnvironment, expression: str) -> tuple[set[str], set[s
     }
     literals = {str(n.value) for n in tree.find_all(nodes.Const) if isinstance(n.value, str)}
     return names, paths, tables, literals
+
+
+# -- direct evaluation of simple expressions -------------------------------------------------------
+# Most leaves are a bare name (`{{ PersonID }}`), an attribute path (`{{ carer.ID }}`) or a call
+# of one of the helpers above. Rendering each through a Jinja template costs a new context (a
+# copy of every global) per leaf, so such expressions are turned once into plain closures that do
+# exactly what Jinja's compiled code does: names resolve in the record's scope, then the
+# globals, else to the environment's Undefined; attribute and item reads go through the
+# sandboxed environment's own `getattr`/`getitem` (its safety checks included); only the
+# helpers and filters this module registers are called directly. Anything else (arithmetic,
+# filters with arguments, other callables) is left to the sandboxed template.
+SIMPLE_FILTERS = frozenset({"name_case", "postcode", "nhs_number", "words", "upper", "lower",
+                            "title", "trim", "isodate"})
+SIMPLE_TESTS = frozenset({"none", "defined", "undefined"})
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+    "gt": lambda a, b: a > b, "lteq": lambda a, b: a <= b, "gteq": lambda a, b: a >= b,
+    "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}
+Scope = dict[str, Any]
+
+
+class _NotSimple(Exception):
+    """The expression uses something only the template evaluates."""
+
+
+class _HelperContext:
+    """What a `pass_context` helper reads of Jinja's context: `context[name]`."""
+
+    __slots__ = ("globals", "scope")
+
+    def __init__(self, scope: Scope, globals_: dict[str, Any]) -> None:
+        self.scope = scope
+        self.globals = globals_
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.scope:
+            return self.scope[key]
+        if key in self.globals:
+            return self.globals[key]
+        raise KeyError(key)
+
+
+def direct_evaluator(env: SandboxedEnvironment,
+                     expression: str) -> Callable[[Scope], Any] | None:
+    """Return a closure evaluating a simple expression as its template would, or None.
+
+    The closure returns None where the template (compiled with `undefined_to_none`) does, and
+    raises what the template raises.
+    """
+    node = env.parse("{{ (" + expression + ") }}").body[0].nodes[0]  # type: ignore[attr-defined]
+    helpers: set[str] = set()
+    try:
+        evaluate = _Direct(env, helpers).build(node)
+    except _NotSimple:
+        return None
+    shadowable = frozenset(helpers)
+    undefined_type = Undefined
+
+    def run(scope: Scope, fallback: Callable[[Scope], Any]) -> Any:
+        if shadowable and not shadowable.isdisjoint(scope):
+            return fallback(scope)  # a record field hides a helper: let the template decide
+        value = evaluate(scope)
+        return None if isinstance(value, undefined_type) else value
+
+    return run  # type: ignore[return-value]
+
+
+class _Direct:
+    """Build closures for the simple node types."""
+
+    def __init__(self, env: SandboxedEnvironment, helpers: set[str]) -> None:
+        self.env = env
+        self.helpers = helpers
+
+    def build(self, node: nodes.Node) -> Callable[[Scope], Any]:
+        method = getattr(self, f"_{type(node).__name__.lower()}", None)
+        if method is None:
+            raise _NotSimple(type(node).__name__)
+        built: Callable[[Scope], Any] = method(node)
+        return built
+
+    def _name(self, node: nodes.Name) -> Callable[[Scope], Any]:
+        if node.ctx != "load":
+            raise _NotSimple("store")
+        key, globals_, undefined = node.name, self.env.globals, self.env.undefined
+
+        def name(scope: Scope) -> Any:
+            if key in scope:
+                return scope[key]
+            if key in globals_:
+                return globals_[key]
+            return undefined(name=key)
+
+        return name
+
+    def _const(self, node: nodes.Const) -> Callable[[Scope], Any]:
+        value = node.value
+        return lambda scope: value
+
+    def _getattr(self, node: nodes.Getattr) -> Callable[[Scope], Any]:
+        inner, attr, getattr_ = self.build(node.node), node.attr, self.env.getattr
+        return lambda scope: getattr_(inner(scope), attr)
+
+    def _getitem(self, node: nodes.Getitem) -> Callable[[Scope], Any]:
+        if not isinstance(node.arg, nodes.Const):
+            raise _NotSimple("computed item")
+        inner, key, getitem = self.build(node.node), node.arg.value, self.env.getitem
+        return lambda scope: getitem(inner(scope), key)
+
+    def _list(self, node: nodes.List) -> Callable[[Scope], Any]:
+        items = [self.build(item) for item in node.items]
+        return lambda scope: [item(scope) for item in items]
+
+    def _not(self, node: nodes.Not) -> Callable[[Scope], Any]:
+        inner = self.build(node.node)
+        return lambda scope: not inner(scope)
+
+    def _and(self, node: nodes.And) -> Callable[[Scope], Any]:
+        left, right = self.build(node.left), self.build(node.right)
+        return lambda scope: left(scope) and right(scope)
+
+    def _or(self, node: nodes.Or) -> Callable[[Scope], Any]:
+        left, right = self.build(node.left), self.build(node.right)
+        return lambda scope: left(scope) or right(scope)
+
+    def _condexpr(self, node: nodes.CondExpr) -> Callable[[Scope], Any]:
+        if node.expr2 is None:
+            raise _NotSimple("if without else")
+        test, yes, no = self.build(node.test), self.build(node.expr1), self.build(node.expr2)
+        return lambda scope: yes(scope) if test(scope) else no(scope)
+
+    def _compare(self, node: nodes.Compare) -> Callable[[Scope], Any]:
+        if len(node.ops) != 1 or node.ops[0].op not in _COMPARE:
+            raise _NotSimple("comparison chain")
+        left, right = self.build(node.expr), self.build(node.ops[0].expr)
+        op = _COMPARE[node.ops[0].op]
+        return lambda scope: op(left(scope), right(scope))
+
+    def _plain_args(self, node: nodes.Filter | nodes.Test | nodes.Call) -> None:
+        if node.kwargs or node.dyn_args is not None or node.dyn_kwargs is not None:
+            raise _NotSimple("keyword or star arguments")
+
+    def _filter(self, node: nodes.Filter) -> Callable[[Scope], Any]:
+        self._plain_args(node)
+        if node.name not in SIMPLE_FILTERS or node.args or node.node is None:
+            raise _NotSimple("filter")
+        fn, inner = self.env.filters[node.name], self.build(node.node)
+        if getattr(fn, "jinja_pass_arg", None) is not None:
+            raise _NotSimple("filter takes a context")
+        return lambda scope: fn(inner(scope))
+
+    def _test(self, node: nodes.Test) -> Callable[[Scope], Any]:
+        self._plain_args(node)
+        if node.name not in SIMPLE_TESTS or node.args:
+            raise _NotSimple("test")
+        fn: Any = self.env.tests[node.name]
+        inner = self.build(node.node)
+        if getattr(fn, "jinja_pass_arg", None) is not None:
+            raise _NotSimple("test takes a context")
+        return lambda scope: fn(inner(scope))
+
+    def _call(self, node: nodes.Call) -> Callable[[Scope], Any]:
+        self._plain_args(node)
+        if not isinstance(node.node, nodes.Name) or node.node.name not in FUNCTIONS:
+            raise _NotSimple("call")
+        name = node.node.name
+        fn = self.env.globals.get(name)
+        if fn is not FUNCTIONS[name] or not callable(fn):
+            raise _NotSimple("not a helper")
+        self.helpers.add(name)
+        args = [self.build(arg) for arg in node.args]
+        globals_, undefined = self.env.globals, self.env.undefined
+        pass_arg = getattr(fn, "jinja_pass_arg", None)
+        if pass_arg is not None and pass_arg is not _PassArg.context:
+            raise _NotSimple("helper takes an environment")
+        with_context = pass_arg is _PassArg.context
+
+        def call(scope: Scope) -> Any:
+            values = [arg(scope) for arg in args]
+            try:
+                if with_context:
+                    return fn(_HelperContext(scope, globals_), *values)
+                return fn(*values)
+            except StopIteration:  # as jinja2.runtime.Context.call answers it
+                return undefined("value was undefined because a callable raised a "
+                                 "StopIteration exception")
+
+        return call
