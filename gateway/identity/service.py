@@ -95,10 +95,28 @@ class EverythingPage:
 
 @dataclass
 class _Refresh:
-    """Golden Patients to rewrite once a batch of resolutions ends, and retired ones' heirs."""
+    """Golden Patients to rewrite once a batch of resolutions ends, and retired ones' heirs.
+
+    Also what the batch read up front: which of its Patients had a link before it began, and
+    a person's decisions about them (resolving never writes decisions).
+    """
 
     golden_ids: set[str] = field(default_factory=set)
     successors: dict[str, str] = field(default_factory=dict)
+    linked_before: set[str] | None = None
+    decisions: list[tuple[str, str, str]] | None = None
+    resolved: set[str] = field(default_factory=set)
+
+    def unlinked(self, pid: str) -> bool:
+        """Return True when the Patient certainly has no link yet (none read, none made)."""
+        return (self.linked_before is not None and pid not in self.linked_before
+                and pid not in self.resolved)
+
+    def decisions_for(self, pid: str) -> list[tuple[str, str, str]] | None:
+        """Return the decisions touching one Patient, when they were read up front."""
+        if self.decisions is None:
+            return None
+        return [d for d in self.decisions if pid in (d[0], d[1])]
 
 
 class _Clusters:
@@ -267,15 +285,21 @@ class IdentityService:
 
     # -- matching one record ------------------------------------------------------------------
     def _ranked(self, tx: Any, pid: str | None, features: Features, *,
-                hide_location: bool = False) -> list[tuple[str, Comparison, str]]:
-        """Return (golden, best comparison, best candidate) for each golden a record may join."""
+                hide_location: bool = False,
+                decisions: list[tuple[str, str, str]] | None = None,
+                ) -> list[tuple[str, Comparison, str]]:
+        """Return (golden, best comparison, best candidate) for each golden a record may join.
+
+        `decisions` are the decisions touching `pid` when the caller has read them already.
+        """
         cands = store.candidates(tx, blocking_keys(features), exclude=pid,
                                  max_bucket=self.model.max_bucket)
         links = store.get_links(tx, cands)
         forced: set[str] = set()
         apart: set[str] = set()
         if pid is not None:
-            for left, right, decision in store.decisions_for(tx, [pid]):
+            for left, right, decision in (store.decisions_for(tx, [pid]) if decisions is None
+                                          else decisions):
                 other = right if left == pid else left
                 (forced if decision == "link" else apart).add(other)
         apart_goldens = set(store.golden_of(tx, sorted(apart)).values())
@@ -327,6 +351,12 @@ class IdentityService:
         end, from their final members, rather than after each Patient.
         """
         later = _Refresh()
+        if len(patients) > 1:
+            pids = [p["id"] for p in patients if isinstance(p, dict)
+                    and isinstance(p.get("id"), str) and valid_id(p["id"])]
+            tx.lock(LOCK)  # what is read up front stays true until the transaction ends
+            later.linked_before = set(store.golden_of(tx, pids))
+            later.decisions = store.decisions_for(tx, pids)
         out = [self._resolve_in(tx, patient, later) for patient in patients]
         self._refresh(tx, later.golden_ids, later.successors)
         return out
@@ -350,7 +380,8 @@ class IdentityService:
             return None
         features = extract(body)
         digest = features.digest()
-        current = store.get_link(tx, pid)
+        current = None if later.unlinked(pid) else store.get_link(tx, pid)
+        later.resolved.add(pid)
         if current is not None and current.digest == digest:
             return Resolution(pid, current.golden_id, current.grade, current.score,
                               current.rule, False)
@@ -364,7 +395,7 @@ class IdentityService:
 
     def _place(self, tx: Any, pid: str, features: Features, digest: str,
                current: store.Link | None, later: _Refresh) -> Resolution:
-        ranked = self._ranked(tx, pid, features)
+        ranked = self._ranked(tx, pid, features, decisions=later.decisions_for(pid))
         target: tuple[str, Comparison, str] | None = None
         if ranked and ranked[0][1].rank >= GRADE_RANK["probable"]:
             target = ranked[0]

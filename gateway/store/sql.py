@@ -55,6 +55,7 @@ from vocab import systems
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_WRITE_ATTEMPTS = 6
+COPY_MIN_ROWS = 16  # fewer rows are inserted with an executemany
 _MIN_TS = "0001-01-01T00:00:00.000000"
 
 
@@ -486,22 +487,41 @@ class _SqlWriteSession(_SqlReadSession):
             return
         staged, history = self._staged, self._staged_history
         self._staged, self._staged_history = {}, []
-        conn = self._conn
         new_rows = [e.row for e in staged.values() if e.base is None]
         replaced = [e for e in staged.values() if e.base is not None]
         try:
             if new_rows:
-                conn.execute(insert(resources), new_rows)
+                self._bulk_insert(resources, new_rows)
             if replaced:
                 self._replace_rows(replaced)
-            conn.execute(insert(resource_history), history)
+            self._bulk_insert(resource_history, history)
         except IntegrityError as exc:
             raise RetryableConflict("a concurrent write created the same resource") from exc
         self._drop_index_many([k for k, e in staged.items() if e.base is not None])
         batches: dict[Any, list[dict[str, Any]]] = {}
         for (res_type, res_id), entry in staged.items():
             self._index_rows(res_type, res_id, entry.resource, batches)
-        self._insert_batches(batches)
+        for table, values in batches.items():
+            if values:
+                self._bulk_insert(table, values)
+
+    def _bulk_insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert many rows: an executemany on SQLite, COPY on PostgreSQL (one round trip)."""
+        if self.sqlite or len(rows) < COPY_MIN_ROWS:
+            self._conn.execute(insert(table), rows)
+            return
+        columns = [c.name for c in table.columns]
+        statement = (f'COPY "{table.name}" (' + ", ".join(f'"{c}"' for c in columns)
+                     + ") FROM STDIN")
+        dbapi: Any = self._conn.connection.dbapi_connection
+        try:
+            with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+        except self._conn.dialect.loaded_dbapi.Error as exc:
+            # as SQLAlchemy reports driver errors: IntegrityError, OperationalError, ...
+            raise DBAPIError.instance(statement, None, exc,
+                                      self._conn.dialect.loaded_dbapi.Error) from exc
 
     def _replace_rows(self, replaced: list[_Staged]) -> None:
         r = resources.c

@@ -88,9 +88,17 @@ def test_staging_from_a_stale_version_is_a_conflict(app: Flask) -> None:
         tx.stage("Patient", "st-c", _patient("st-c", "Three"), previous=first, method="PUT")
         tx.flush()
 
-    for unit in (stale_in_batch, changed_underneath):
+    def created_underneath(tx: Any) -> None:  # enough rows for PostgreSQL's COPY
+        for n in range(20):
+            tx.stage("Patient", f"st-n{n}", _patient(f"st-n{n}", "N"), previous=None,
+                     method="PUT")
+        tx.stage("Patient", "st-c", _patient("st-c", "Again"), previous=None, method="PUT")
+        tx.flush()
+
+    for unit in (stale_in_batch, changed_underneath, created_underneath):
         with pytest.raises(RetryableConflict):
             store.write(unit)
     stored = store.read(lambda tx: tx.get("Patient", "st-c"))
     assert stored.version_id == 1 and '"One"' in stored.content
     assert store.read(lambda tx: tx.get("Patient", "st-d")) is None
+    assert store.read(lambda tx: tx.get("Patient", "st-n0")) is None
