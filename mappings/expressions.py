@@ -268,12 +268,12 @@ def analyse(env: SandboxedEnvironment, expression: str) -> tuple[set[str], set[s
 
 # -- direct evaluation of simple expressions -------------------------------------------------------
 # Most leaves are a bare name (`{{ PersonID }}`), an attribute path (`{{ carer.ID }}`) or a call
-# of one of the helpers above. Rendering each through a Jinja template costs a new context (a
+# of one of the functions above. Rendering each through a Jinja template costs a new context (a
 # copy of every global) per leaf, so such expressions are turned once into plain closures that do
 # exactly what Jinja's compiled code does: names resolve in the record's scope, then the
 # globals, else to the environment's Undefined; attribute and item reads go through the
 # sandboxed environment's own `getattr`/`getitem` (its safety checks included); only the
-# helpers and filters this module registers are called directly. Anything else (arithmetic,
+# functions and filters this module registers are called directly. Anything else (arithmetic,
 # filters with arguments, other callables) is left to the sandboxed template.
 SIMPLE_FILTERS = frozenset({"name_case", "postcode", "nhs_number", "words", "upper", "lower",
                             "title", "trim", "isodate"})
@@ -290,8 +290,8 @@ class _NotSimple(Exception):
     """The expression uses something only the template evaluates."""
 
 
-class _HelperContext:
-    """What a `pass_context` helper reads of Jinja's context: `context[name]`."""
+class _CallContext:
+    """What a `pass_context` function reads of Jinja's context: `context[name]`."""
 
     __slots__ = ("globals", "scope")
 
@@ -315,17 +315,17 @@ def direct_evaluator(env: SandboxedEnvironment,
     raises what the template raises.
     """
     node = env.parse("{{ (" + expression + ") }}").body[0].nodes[0]  # type: ignore[attr-defined]
-    helpers: set[str] = set()
+    called: set[str] = set()
     try:
-        evaluate = _Direct(env, helpers).build(node)
+        evaluate = _Direct(env, called).build(node)
     except _NotSimple:
         return None
-    shadowable = frozenset(helpers)
+    shadowable = frozenset(called)
     undefined_type = Undefined
 
     def run(scope: Scope, fallback: Callable[[Scope], Any]) -> Any:
         if shadowable and not shadowable.isdisjoint(scope):
-            return fallback(scope)  # a record field hides a helper: let the template decide
+            return fallback(scope)  # a record field hides a function: let the template decide
         value = evaluate(scope)
         return None if isinstance(value, undefined_type) else value
 
@@ -335,9 +335,9 @@ def direct_evaluator(env: SandboxedEnvironment,
 class _Direct:
     """Build closures for the simple node types."""
 
-    def __init__(self, env: SandboxedEnvironment, helpers: set[str]) -> None:
+    def __init__(self, env: SandboxedEnvironment, called: set[str]) -> None:
         self.env = env
-        self.helpers = helpers
+        self.called = called
 
     def build(self, node: nodes.Node) -> Callable[[Scope], Any]:
         method = getattr(self, f"_{type(node).__name__.lower()}", None)
@@ -433,20 +433,20 @@ class _Direct:
         name = node.node.name
         fn = self.env.globals.get(name)
         if fn is not FUNCTIONS[name] or not callable(fn):
-            raise _NotSimple("not a helper")
-        self.helpers.add(name)
+            raise _NotSimple("not a mapping function")
+        self.called.add(name)
         args = [self.build(arg) for arg in node.args]
         globals_, undefined = self.env.globals, self.env.undefined
         pass_arg = getattr(fn, "jinja_pass_arg", None)
         if pass_arg is not None and pass_arg is not _PassArg.context:
-            raise _NotSimple("helper takes an environment")
+            raise _NotSimple("the function takes an environment")
         with_context = pass_arg is _PassArg.context
 
         def call(scope: Scope) -> Any:
             values = [arg(scope) for arg in args]
             try:
                 if with_context:
-                    return fn(_HelperContext(scope, globals_), *values)
+                    return fn(_CallContext(scope, globals_), *values)
                 return fn(*values)
             except StopIteration:  # as jinja2.runtime.Context.call answers it
                 return undefined("value was undefined because a callable raised a "

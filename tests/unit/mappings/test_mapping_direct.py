@@ -116,7 +116,7 @@ def test_a_simple_expression_evaluates_as_its_template(text: str) -> None:
         assert expected == ("value", None)  # the sandbox hides it
 
 
-def test_a_record_field_named_like_a_helper_is_left_to_the_template() -> None:
+def test_a_record_field_named_like_a_function_is_left_to_the_template() -> None:
     env = make_environment()
     template = env.compile_expression("present(name)", undefined_to_none=True)
     direct = direct_evaluator(env, "present(name)")
