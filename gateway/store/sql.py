@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from gateway.fhir.indexing import extract_index, normalise_string
+from gateway.fhir.indexing import IndexRows, extract_index, normalise_string
 from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
 from vocab import systems
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_WRITE_ATTEMPTS = 6
 _MIN_TS = "0001-01-01T00:00:00.000000"
+# Bound parameters per statement: SQLite before 3.32 allows 999; PostgreSQL allows 65535.
+_MAX_BINDS_SQLITE = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+_MAX_BINDS_PG = 30_000
 
 
 def utc_now() -> str:
@@ -505,6 +509,57 @@ class _SqlWriteSession(_SqlReadSession):
         self.conn.execute(insert(resources), rows)
         self.conn.execute(insert(resource_history), [dict(r, method=method) for r in rows])
         self._insert_batches(batches)
+
+    def append_records(self, res_type: str, now: str,
+                       records: Sequence[tuple[str, str, dict[str, Any], IndexRows]],
+                       method: str = "POST") -> None:
+        """Store new append-only resources (version 1) built by the caller: the audit writer's path.
+
+        Each record is (id, stored JSON already stamped with id, versionId 1 and `now`, the
+        resource, its index rows). Ids must be new. One multi-row INSERT per table for the lot.
+        """
+        if not records:
+            return
+        self._insert_values(resources, ("res_type", "res_id", "version_id", "last_updated",
+                                        "deleted", "content"),
+                            [(res_type, rid, 1, now, False, content)
+                             for rid, content, _, _ in records])
+        self._insert_values(resource_history, ("res_type", "res_id", "version_id",
+                                               "last_updated", "method", "deleted", "content"),
+                            [(res_type, rid, 1, now, method, False, content)
+                             for rid, content, _, _ in records])
+        kinds: list[tuple[Any, tuple[str, ...], list[tuple[Any, ...]]]] = [
+            (idx_token, ("param", "system", "code"), []),
+            (idx_string, ("param", "value_norm", "value"), []),
+            (idx_date, ("param", "low", "high"), []),
+            (idx_reference, ("param", "target_type", "target_id"), []),
+            (idx_number, ("param", "value"), []),
+            (idx_uri, ("param", "value"), []),
+        ]
+        for rid, _, resource, rows in records:
+            kinds[0][2].extend((res_type, rid, p, s, c[:512]) for p, s, c in rows.tokens)
+            kinds[1][2].extend((res_type, rid, p, n, v) for p, n, v in rows.strings)
+            kinds[2][2].extend((res_type, rid, p, lo, hi) for p, lo, hi in rows.dates)
+            kinds[3][2].extend((res_type, rid, p, t, i[:64]) for p, t, i in rows.references)
+            kinds[4][2].extend((res_type, rid, p, v) for p, v in rows.numbers)
+            kinds[5][2].extend((res_type, rid, p, v) for p, v in rows.uris)
+            self.changes.append(Change(res_type, rid, 1, resource, None))
+        for table, columns, values in kinds:
+            self._insert_values(table, ("res_type", "res_id", *columns), values)
+
+    def _insert_values(self, table: Any, columns: Sequence[str],
+                       rows: Sequence[tuple[Any, ...]]) -> None:
+        """INSERT rows with one statement per chunk (multi-row VALUES, below the bind limit)."""
+        if not rows:
+            return
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        one = "(" + ", ".join([mark] * len(columns)) + ")"
+        head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+        per = max(1, (_MAX_BINDS_SQLITE if self.sqlite else _MAX_BINDS_PG) // len(columns))
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            params = tuple(value for row in chunk for value in row)
+            self.conn.exec_driver_sql(head + ", ".join([one] * len(chunk)), params)
 
 
 def _is_transient(exc: DBAPIError) -> bool:
