@@ -39,7 +39,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from gateway.fhir.indexing import IndexRows, extract_index, normalise_string
 from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
-from vocab import systems
 from gateway.store.base import Change, RetryableConflict, StoredResource, StoreUnavailable
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -53,6 +52,7 @@ from gateway.store.schema import (
     resources,
     search_sets,
 )
+from vocab import systems
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -617,9 +617,8 @@ class SqlResourceStore:
     def read(self, fn: Callable[[_SqlReadSession], T]) -> T:
         """Run fn in a read-only session."""
         try:
-            with self.engine.connect() as conn:
-                with conn.begin():
-                    return fn(_SqlReadSession(conn, self.registry))
+            with self.engine.connect() as conn, conn.begin():
+                return fn(_SqlReadSession(conn, self.registry))
         except OperationalError as exc:
             raise StoreUnavailable("the database is unavailable") from exc
 
