@@ -1,8 +1,9 @@
 """AuditEvent for everything: who (client, agency, user), what, why, outcome, correlation id.
 
 Writes are audited inside the transaction that makes them. Everything else (reads, searches,
-denials, token requests) is queued and written by a group-commit thread within
-`flush_interval` seconds; `flush()` drains the queue (called at shutdown and by tests).
+denials, token requests) is queued and written by a group-commit thread: `flush_interval`
+(50 ms) after the last queued event, and under sustained traffic at most `max_delay` (1 s)
+after the oldest; `flush()` drains the queue (called at shutdown and by tests).
 Audit records are resources like any other, but no agency may write or delete them through
 the API and only the auditor reads them.
 """
@@ -227,9 +228,10 @@ class AuditTrail:
     """Writes AuditEvents: in a caller's transaction, or queued and group-committed."""
 
     def __init__(self, store: SqlResourceStore, *, flush_interval: float = 0.05,
-                 max_batch: int = 500, max_queue: int = 5000) -> None:
+                 max_delay: float = 1.0, max_batch: int = 500, max_queue: int = 5000) -> None:
         self.store = store
         self.flush_interval = flush_interval
+        self.max_delay = max_delay
         self.max_batch = max_batch
         # Bounded: when the writer falls behind, requests wait rather than memory growing.
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_queue)
@@ -267,15 +269,22 @@ class AuditTrail:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            # Group commit: gather what arrives within flush_interval of the first event, then
-            # store it all in one transaction. Sleeping rather than waiting on the queue means a
-            # request queuing an event never has to wake this thread.
-            time.sleep(self.flush_interval)
-            try:
-                while len(batch) < self.max_batch:
-                    batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                pass
+            oldest = time.monotonic()
+            # Group commit: keep gathering while events keep coming, and store the batch once
+            # a flush_interval passes with none, or it is max_delay old, or max_batch long.
+            # Sleeping and then draining (rather than waiting on the queue for each event)
+            # means a request that queues an event never has to wake this thread.
+            while len(batch) < self.max_batch:
+                time.sleep(max(0.0, min(self.flush_interval,
+                                        oldest + self.max_delay - time.monotonic())))
+                before = len(batch)
+                try:
+                    while len(batch) < self.max_batch:
+                        batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    pass
+                if len(batch) == before or time.monotonic() - oldest >= self.max_delay:
+                    break
             try:
                 self.store_batch(batch)
             except Exception:  # keep the writer alive; the failure itself is logged, no content

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -150,3 +151,18 @@ def test_writer_groups_queued_events_and_flush_waits_for_them(store: SqlResource
             resources.c.res_type == "AuditEvent")).scalars())
     assert refs == sorted(f"p{n}" for n in range(30))
     assert len(stamps) < 30  # group-committed: fewer transactions than events
+
+
+def test_sustained_traffic_is_stored_by_max_delay_not_held_back(store: SqlResourceStore) -> None:
+    # Events keep arriving closer together than flush_interval, so only max_delay ends a batch.
+    trail = AuditTrail(store, flush_interval=0.05, max_delay=0.1)
+    for n in range(30):
+        trail.record(build_event(CALLER, _ctx("read", touch=[f"Patient/q{n}"]), "success",
+                                 request_id=f"q{n}", status=200))
+        time.sleep(0.02)
+    trail.flush()
+    with store.engine.connect() as conn:
+        stamps = list(conn.execute(sa.select(resources.c.last_updated).where(
+            resources.c.res_type == "AuditEvent")).scalars())
+    assert len(stamps) == 30
+    assert len(set(stamps)) >= 2  # more than one transaction: the batch did not wait for a gap
