@@ -14,7 +14,8 @@ For each database (a temporary SQLite file; a scratch PostgreSQL database create
      goes through scopes and the agency policy, is audited (an AuditEvent per read, queued and
      group-committed) and gets the security headers;
    - "off": the same app with the security layer taken out (`bench.servers.remove_security`):
-     the three hooks `gateway.security.http.install` registers are dropped and every request
+     the three hooks and the security-headers middleware `gateway.security.http.install`
+     registers are dropped and every request
      runs as `Caller.internal("social-care")`, so no token check, no policy or label filtering,
      no audit, no security headers;
 4. before measuring, check that the two servers differ as intended (on: 401 without a token,
@@ -79,7 +80,8 @@ ON_DOES = ("gateway.create_app() as `wraparound serve` builds it, bearer token (
            "agency policy and label check, an AuditEvent per read (group-committed), security "
            "headers; rate limiting off")
 OFF_DOES = ("the same create_app() with the security layer removed: the before/after/teardown "
-            "hooks gateway.security.http.install registers are dropped and each request runs as "
+            "hooks and the SecurityHeaders middleware gateway.security.http.install registers "
+            "are dropped and each request runs as "
             "Caller.internal('social-care') (no token check, no scope/policy/label filtering, no "
             "audit, no security headers)")
 SECURITY_HEADER = "X-Content-Type-Options"

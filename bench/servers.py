@@ -20,8 +20,8 @@ query on an engine from `gateway.store.make_engine` and returns bytes.
 
 The unsecured server is the gateway with its security layer taken out (see `remove_security`):
 the same `create_app`, minus the three request hooks `gateway.security.http.install` registers
-(bearer-token check, audit and security headers, context reset), with every request run as
-`Caller.internal(agency)`, which skips scope and policy checks. `bench/security_cost.py` compares
+(bearer-token check, audit, context reset) and its security-headers middleware, with every
+request run as `Caller.internal(agency)`, which skips scope and policy checks. `bench/security_cost.py` compares
 it with the gateway.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def gateway_loader() -> Any:
 
 SECURITY_HOOKS = {
     "before_request": "_authenticate",
-    "after_request": "_audit_and_harden",
+    "after_request": "_audit",
     "teardown_request": "_reset",
 }
 
@@ -56,11 +56,13 @@ def remove_security(app: Any, agency: str) -> Any:
     """Take the security layer out of a gateway app, in place, and return the app.
 
     Drops the hooks `gateway.security.http.install` registered (matched by function name; each
-    must be found exactly once, so a renamed hook fails loudly instead of being measured), and
-    wraps `app.wsgi_app` so each request runs as `Caller.internal(agency)`: no token check, no
-    scope, policy or label filtering, no audit, no security headers.
+    must be found exactly once, so a renamed hook fails loudly instead of being measured) and
+    the `SecurityHeaders` middleware it wraps `app.wsgi_app` in, then wraps `app.wsgi_app` so
+    each request runs as `Caller.internal(agency)`: no token check, no scope, policy or label
+    filtering, no audit, no security headers.
     """
     from gateway.security.context import Caller, reset_caller, set_caller
+    from gateway.security.http import SecurityHeaders
 
     for kind, name in SECURITY_HOOKS.items():
         registry = getattr(app, f"{kind}_funcs")
@@ -70,6 +72,9 @@ def remove_security(app: Any, agency: str) -> Any:
             raise RuntimeError(f"expected one {kind} hook named {name}, found "
                                f"{len(hooks) - len(kept)}")
         registry[None] = kept
+    if not isinstance(app.wsgi_app, SecurityHeaders):
+        raise TypeError("expected the app's wsgi_app to be the SecurityHeaders middleware")
+    app.wsgi_app = app.wsgi_app.app
     caller = Caller.internal(agency)
     inner = app.wsgi_app
 

@@ -9,7 +9,7 @@
 | WRAPAROUND_PORT | bind port | 8080 |
 | WRAPAROUND_WORKERS | gunicorn workers | 2 |
 | WRAPAROUND_LOG_LEVEL | logging level | INFO |
-| WRAPAROUND_BASE_URL | public base URL of the gateway, for fullUrl and links | derived from the request |
+| WRAPAROUND_BASE_URL | public base URL of the gateway, for fullUrl and links; <base>/fhir is the aud of its access tokens | derived from the request |
 | WRAPAROUND_MAX_BODY_BYTES | request body limit | 10485760 |
 | WRAPAROUND_DEFAULT_PAGE_SIZE | search page size when `_count` is absent | 20 |
 | WRAPAROUND_MAX_PAGE_SIZE | largest `_count` honoured | 500 |

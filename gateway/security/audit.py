@@ -1,8 +1,9 @@
 """AuditEvent for everything: who (client, agency, user), what, why, outcome, correlation id.
 
 Writes are audited inside the transaction that makes them. Everything else (reads, searches,
-denials, token requests) is queued and written by a group-commit thread within
-`flush_interval` seconds; `flush()` drains the queue (called at shutdown and by tests).
+denials, token requests) is queued and written by a group-commit thread: `flush_interval`
+(50 ms) after the last queued event, and under sustained traffic at most `max_delay` (1 s)
+after the oldest; `flush()` drains the queue (called at shutdown and by tests).
 Audit records are resources like any other, but no agency may write or delete them through
 the API and only the auditor reads them.
 """
@@ -10,15 +11,21 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import queue
+import re
 import threading
+import time
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from gateway.fhir.indexing import IndexRows, date_range, extract_index, parse_reference
+from gateway.fhir.registry import ResourceType
 from gateway.security.context import Caller
-from gateway.store.sql import SqlResourceStore, utc_now, to_instant
+from gateway.store.sql import SqlResourceStore, stamp, utc_now
 from vocab import systems
 
 log = logging.getLogger(__name__)
@@ -66,28 +73,44 @@ def end_audit(token: object) -> None:
     _context.reset(token)  # type: ignore[arg-type]
 
 
+# The parts every event shares, built once (never mutated: events are only serialised).
+_TYPE = {"system": systems.AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"}
+_AGENT_TYPE = {"coding": [{"system": systems.DICOM_AUDIT_ROLE, "code": "110153",
+                           "display": "Source Role ID"}]}
+_SOURCE = {"site": "wraparound", "observer": {"display": "Wraparound gateway"},
+           "type": [{"system": systems.SECURITY_SOURCE_TYPE, "code": "3",
+                     "display": "Web Server"}]}
+_QUERY_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+               "code": "2", "display": "System Object"}
+_BTG = [{"system": systems.ACT_REASON, "code": "BTG", "display": "break the glass"}]
+_SUBTYPES: dict[str, list[dict[str, str]]] = {}
+
+
+def _recorded() -> str:
+    """Return the current time as a FHIR instant with milliseconds (what to_instant gives)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
+
+
 def build_event(caller: Caller | None, ctx: AuditContext, outcome: str, *,
                 request_id: str | None, status: int | None = None) -> dict[str, Any]:
     """Return an AuditEvent for one request."""
+    subtype = _SUBTYPES.get(ctx.interaction)
+    if subtype is None:
+        subtype = _SUBTYPES.setdefault(ctx.interaction, [{
+            "system": systems.AUDIT_EVENT_SUBTYPE, "code": ctx.interaction}])
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "type": {"system": systems.AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": systems.AUDIT_EVENT_SUBTYPE, "code": ctx.interaction}],
+        "type": _TYPE,
+        "subtype": subtype,
         "action": ACTIONS.get(ctx.interaction, "E"),
-        "recorded": to_instant(utc_now()),
+        "recorded": _recorded(),
         "outcome": OUTCOMES[outcome],
     }
     if status is not None:
         event["outcomeDesc"] = f"HTTP {status}"
     if ctx.break_glass and caller and caller.break_glass_reason:
-        event["purposeOfEvent"] = [{"coding": [{"system": systems.ACT_REASON, "code": "BTG",
-                                                "display": "break the glass"}],
-                                    "text": caller.break_glass_reason[:200]}]
-    agent: dict[str, Any] = {
-        "type": {"coding": [{"system": systems.DICOM_AUDIT_ROLE, "code": "110153",
-                             "display": "Source Role ID"}]},
-        "requestor": True,
-    }
+        event["purposeOfEvent"] = [{"coding": _BTG, "text": caller.break_glass_reason[:200]}]
+    agent: dict[str, Any] = {"type": _AGENT_TYPE, "requestor": True}
     if caller is not None:
         agent["who"] = {"identifier": {"system": systems.CLIENT_ID, "value": caller.client_id},
                         "display": f"agency {caller.agency}"}
@@ -96,14 +119,10 @@ def build_event(caller: Caller | None, ctx: AuditContext, outcome: str, *,
     else:
         agent["who"] = {"display": "unauthenticated caller"}
     event["agent"] = [agent]
-    event["source"] = {"site": "wraparound",
-                       "observer": {"display": "Wraparound gateway"},
-                       "type": [{"system": systems.SECURITY_SOURCE_TYPE, "code": "3",
-                                 "display": "Web Server"}]}
+    event["source"] = _SOURCE
     entities: list[dict[str, Any]] = [{"what": {"reference": ref}} for ref in ctx.entities]
     if ctx.query is not None:
-        entities.append({"type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                                  "code": "2", "display": "System Object"},
+        entities.append({"type": _QUERY_TYPE,
                          "description": f"{ctx.res_type or ''} search",
                          "query": base64.b64encode(ctx.query.encode("utf-8")).decode("ascii")})
     if request_id:
@@ -114,13 +133,105 @@ def build_event(caller: Caller | None, ctx: AuditContext, outcome: str, *,
     return event
 
 
+# -- index rows -------------------------------------------------------------------------------
+# The AuditEvent search parameters (resource_types.yaml) read these elements; an event with any
+# other element is indexed by the generic extractor instead.
+_INDEXED_KEYS = frozenset({"resourceType", "type", "subtype", "action", "recorded", "outcome",
+                           "outcomeDesc", "purposeOfEvent", "agent", "source", "entity", "meta"})
+_AGENT_TARGETS = frozenset({"Practitioner", "PractitionerRole", "RelatedPerson", "Patient",
+                            "Device", "Organization"})
+_OWN_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def _pairs(value: Any) -> list[tuple[str | None, str]]:
+    """Return the (system, code) pairs a token parameter indexes for one value."""
+    if isinstance(value, bool):
+        return [(None, "true" if value else "false")]
+    if isinstance(value, str):
+        return [(None, value)]
+    if not isinstance(value, dict):
+        return []
+    if "coding" in value:
+        return [(c.get("system"), c["code"]) for c in value.get("coding") or ()
+                if isinstance(c, dict) and isinstance(c.get("code"), str)]
+    for key in ("code", "value"):
+        if isinstance(value.get(key), str):
+            return [(value.get("system"), value[key])]
+    return []
+
+
+def _each(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _reference(value: Any) -> tuple[str | None, str] | None:
+    if isinstance(value, dict) and isinstance(value.get("reference"), str):
+        return parse_reference(value["reference"])
+    return None
+
+
+def audit_index(event: dict[str, Any], rtype: ResourceType) -> IndexRows:
+    """Return the index rows of an AuditEvent: the rows `extract_index(rtype, event)` returns,
+    read straight from the elements the AuditEvent search parameters use."""
+    if not event.keys() <= _INDEXED_KEYS:
+        return extract_index(rtype, event)
+    tokens: list[tuple[str, str | None, str]] = []
+    for param, key in (("type", "type"), ("subtype", "subtype"), ("action", "action"),
+                       ("outcome", "outcome"), ("purpose", "purposeOfEvent")):
+        if key in event:
+            for value in _each(event[key]):
+                tokens.extend((param, system, code) for system, code in _pairs(value))
+    meta = event.get("meta")
+    uris: list[tuple[str, str]] = []
+    if isinstance(meta, dict):
+        for param, key in (("_tag", "tag"), ("_security", "security")):
+            for value in _each(meta.get(key, [])):
+                tokens.extend((param, system, code) for system, code in _pairs(value))
+        uris = [("_profile", v[:1024]) for v in _each(meta.get("profile", []))
+                if isinstance(v, str)]
+    dates: list[tuple[str, str, str]] = []
+    recorded = event.get("recorded")
+    if isinstance(recorded, str):
+        if _OWN_INSTANT.fullmatch(recorded):
+            instant = recorded[:23] + "000"
+            dates.append(("date", instant, instant))
+        else:
+            rng = date_range(recorded)
+            if rng:
+                dates.append(("date", rng[0], rng[1]))
+    refs: list[tuple[str, str | None, str]] = []
+    for agent in _each(event.get("agent", [])):
+        ref = _reference(agent.get("who")) if isinstance(agent, dict) else None
+        if ref and ref[0] in _AGENT_TARGETS:
+            refs.append(("agent", ref[0], ref[1]))
+    entity_refs = []
+    for entity in _each(event.get("entity", [])):
+        ref = _reference(entity.get("what")) if isinstance(entity, dict) else None
+        if ref:
+            entity_refs.append(ref)
+    refs.extend(("entity", t, i) for t, i in entity_refs)
+    refs.extend(("patient", t, i) for t, i in entity_refs if t == "Patient")
+    source = event.get("source")
+    ref = _reference(source.get("observer")) if isinstance(source, dict) else None
+    if ref:
+        refs.append(("source", ref[0], ref[1]))
+    return IndexRows(tokens, [], dates, refs, [], uris)
+
+
+def _new_ids(count: int) -> list[str]:
+    """Return `count` random (version 4) UUIDs from one read of the system's random source."""
+    raw = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * count, 16)]
+
+
 class AuditTrail:
     """Writes AuditEvents: in a caller's transaction, or queued and group-committed."""
 
     def __init__(self, store: SqlResourceStore, *, flush_interval: float = 0.05,
-                 max_batch: int = 500, max_queue: int = 5000) -> None:
+                 max_delay: float = 1.0, max_batch: int = 500, max_queue: int = 5000) -> None:
         self.store = store
         self.flush_interval = flush_interval
+        self.max_delay = max_delay
         self.max_batch = max_batch
         # Bounded: when the writer falls behind, requests wait rather than memory growing.
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_queue)
@@ -157,18 +268,39 @@ class AuditTrail:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            batch = [first]
+            batch = [self._queue.get()]
+            oldest = time.monotonic()
+            # Group commit: keep gathering while events keep coming, and store the batch once
+            # a flush_interval passes with none, or it is max_delay old, or max_batch long.
+            # Sleeping and then draining (rather than waiting on the queue for each event)
+            # means a request that queues an event never has to wake this thread.
+            while len(batch) < self.max_batch:
+                time.sleep(max(0.0, min(self.flush_interval,
+                                        oldest + self.max_delay - time.monotonic())))
+                before = len(batch)
+                try:
+                    while len(batch) < self.max_batch:
+                        batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    pass
+                if len(batch) == before or time.monotonic() - oldest >= self.max_delay:
+                    break
             try:
-                while len(batch) < self.max_batch:
-                    batch.append(self._queue.get(timeout=self.flush_interval))
-            except queue.Empty:
-                pass
-            items = [("AuditEvent", str(uuid.uuid4()), event) for event in batch]
-            try:
-                self.store.write(lambda tx, items=items: tx.insert_many(items))
+                self.store_batch(batch)
             except Exception:  # keep the writer alive; the failure itself is logged, no content
                 log.exception("could not store %d audit events", len(batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def store_batch(self, events: list[dict[str, Any]], ids: list[str] | None = None) -> None:
+        """Store AuditEvents in one transaction: stored JSON and index rows built directly.
+
+        `ids` (new ones, one per event) are drawn at random when not given.
+        """
+        rtype = self.store.registry.get("AuditEvent")
+        assert rtype is not None
+        now = utc_now()
+        records = [(rid, stamp(event, rid, 1, now), event, audit_index(event, rtype))
+                   for rid, event in zip(ids or _new_ids(len(events)), events, strict=True)]
+        self.store.write(lambda tx: tx.append_records("AuditEvent", now, records))

@@ -6,16 +6,24 @@ test walks the app's route map so a new endpoint without a declaration fails the
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from flask import Flask, Response, g, request
 
 from gateway.errors import Forbidden, GatewayError, Issue, NotAuthenticated, operation_outcome
-from gateway.security.audit import AuditContext, begin_audit, build_event, end_audit
+from gateway.security.audit import (
+    AuditContext,
+    begin_audit,
+    build_event,
+    current_audit,
+    end_audit,
+)
 from gateway.security.context import Caller, reset_caller, set_caller
 
 log = logging.getLogger("wraparound.security")
@@ -42,6 +50,34 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 WWW_AUTHENTICATE = 'Bearer realm="wraparound"'
+_HEADER_ITEMS = tuple(SECURITY_HEADERS.items())
+_HEADER_NAMES = tuple((name.lower(), (name, value)) for name, value in _HEADER_ITEMS)
+
+
+class SecurityHeaders:
+    """WSGI middleware: every response leaves with the security headers it does not set itself.
+
+    Working on the WSGI header list (plain tuples) costs a fraction of editing each Flask
+    response's headers, and also covers responses that never reach an after_request hook.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        def _start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower() for name, _ in headers}
+            headers.extend(item for lower, item in _HEADER_NAMES if lower not in present)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, _start)
+
+
+@functools.lru_cache(maxsize=4096)
+def _caller(client_id: str, agency: str, scopes: tuple[str, ...], token_id: str) -> Caller:
+    """Return the Caller for a verified token without break-the-glass (built once per token)."""
+    return Caller(client_id=client_id, agency=agency, scopes=scopes, token_id=token_id)
 
 
 def declare(endpoint: str, interaction: str) -> None:
@@ -84,42 +120,46 @@ def _bearer() -> str:
 
 def install(app: Flask, *, rate_limit_per_minute: int) -> None:
     """Register authentication, audit, rate limiting and security headers on the app."""
+    from gateway.security.tokens import InvalidAccessToken
+
     limiter = RateLimiter(rate_limit_per_minute)
+    services = app.extensions["wraparound"]  # built by create_app before this is called
+    tokens, policy, trail = services.tokens, services.policy, services.audit
 
     @app.before_request
     def _authenticate() -> None:
-        g.caller_token = None
-        g.audit_token = None
-        endpoint = request.endpoint or ""
+        state = g._get_current_object()
+        state.caller_token = None
+        state.audit_token = None
+        endpoint = request.endpoint
         if endpoint in PUBLIC:
             return
-        interaction = ENDPOINTS.get(endpoint)
-        ctx = AuditContext(interaction or "denied", request_id=g.get("request_id"))
-        g.audit_token = begin_audit(ctx)
-        if request.endpoint is None:
+        interaction = ENDPOINTS.get(endpoint or "")
+        ctx = AuditContext(interaction or "denied", request_id=state.get("request_id"))
+        state.audit_token = begin_audit(ctx)
+        if endpoint is None:
             return  # no such route: the 404 handler answers (and the audit records it)
         if interaction is None:
             raise Forbidden("this endpoint has no access policy")
-        from gateway.services import get_services
-        from gateway.security.tokens import InvalidAccessToken
-
-        services = get_services()
+        headers = request.headers
         try:
-            token = services.tokens.verify(_bearer())
+            token = tokens.verify(_bearer())
         except InvalidAccessToken as exc:
             raise NotAuthenticated("the access token is invalid or expired", headers={
                 "WWW-Authenticate": f'{WWW_AUTHENTICATE}, error="invalid_token"'}) from exc
-        reason = request.headers.get(BREAK_GLASS_HEADER, "").strip() or None
-        caller = Caller(client_id=token.client_id, agency=token.agency, scopes=token.scopes,
-                        break_glass_reason=reason[:200] if reason else None,
-                        token_id=token.jti)
-        g.caller_token = set_caller(caller)
-        g.caller = caller
+        reason = headers.get(BREAK_GLASS_HEADER, "").strip() or None
         if reason:
-            if not services.fhir.policy.agency(caller.agency).break_glass:
+            caller = Caller(client_id=token.client_id, agency=token.agency, scopes=token.scopes,
+                            break_glass_reason=reason[:200], token_id=token.jti)
+        else:
+            caller = _caller(token.client_id, token.agency, token.scopes, token.jti)
+        state.caller_token = set_caller(caller)
+        state.caller = caller
+        if reason:
+            if not policy.agency(caller.agency).break_glass:
                 raise Forbidden("this agency may not break the glass")
             log.warning("break-the-glass request_id=%s client=%s agency=%s",
-                        g.get("request_id"), caller.client_id, caller.agency)
+                        state.get("request_id"), caller.client_id, caller.agency)
         wait = limiter.take(caller.client_id)
         if wait:
             raise GatewayError("too many requests; slow down", status=429,
@@ -127,34 +167,30 @@ def install(app: Flask, *, rate_limit_per_minute: int) -> None:
                                headers={"Retry-After": str(max(1, int(wait + 0.999)))})
 
     @app.after_request
-    def _audit_and_harden(response: Response) -> Response:
-        present = response.headers
-        missing = [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
-        if missing:
-            present.extend(missing)
-        from gateway.security.audit import current_audit
-
+    def _audit(response: Response) -> Response:
         ctx = current_audit()
         if ctx is not None and (not ctx.written_in_transaction or response.status_code >= 400):
             status = response.status_code
             outcome = "success" if status < 400 else ("minor" if status < 500 else "serious")
-            caller = g.get("caller")
-            from gateway.services import get_services
-
-            trail = get_services().audit
-            trail.record(build_event(caller, ctx, outcome, request_id=g.get("request_id"),
+            state = g._get_current_object()
+            caller = state.get("caller")
+            request_id = state.get("request_id")
+            trail.record(build_event(caller, ctx, outcome, request_id=request_id,
                                      status=status))
             if ctx.break_glass and caller is not None:
-                alert = AuditContext("break-the-glass", request_id=g.get("request_id"))
-                trail.record(build_event(caller, alert, outcome, request_id=g.get("request_id")))
+                alert = AuditContext("break-the-glass", request_id=request_id)
+                trail.record(build_event(caller, alert, outcome, request_id=request_id))
         return response
 
     @app.teardown_request
     def _reset(_: BaseException | None) -> None:
-        if g.get("caller_token") is not None:
-            reset_caller(g.caller_token)
-        if g.get("audit_token") is not None:
-            end_audit(g.audit_token)
+        state = g._get_current_object()
+        if state.get("caller_token") is not None:
+            reset_caller(state.caller_token)
+        if state.get("audit_token") is not None:
+            end_audit(state.audit_token)
+
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
 
 
 def oauth_error(error: str, description: str, status: int) -> Response:
@@ -172,6 +208,5 @@ def outcome_response(exc: GatewayError) -> Response:
                     mimetype="application/fhir+json", headers=exc.headers)
 
 
-__all__ = ["BREAK_GLASS_HEADER", "ENDPOINTS", "PUBLIC", "RateLimiter", "declare", "install",
-           "oauth_error", "outcome_response"]
-_ = Any
+__all__ = ["BREAK_GLASS_HEADER", "ENDPOINTS", "PUBLIC", "RateLimiter", "SecurityHeaders",
+           "declare", "install", "oauth_error", "outcome_response"]

@@ -68,6 +68,8 @@ UNKNOWN_KID_REFRESH_SECONDS = 1.0
 VERIFIED_CACHE_SIZE = 10_000
 
 ISSUER = "urn:wraparound:gateway"
+# The audience of access tokens when no public base URL is configured (development, tests).
+LOCAL_AUDIENCE = "urn:wraparound:fhir"
 ACCESS_TOKEN_TYPE = "at+jwt"
 DEV_PREFIX = "dev:"
 RESERVED_PREFIXES = (DEV_PREFIX, "internal:")
@@ -256,6 +258,15 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def audience_for(settings: Settings) -> str:
+    """Return the audience of this gateway's access tokens: its FHIR base URL when a public
+    base URL is configured, else LOCAL_AUDIENCE. A token minted for another deployment (another
+    base URL) is refused even where the signing keys are the same (a copied database)."""
+    if settings.base_url:
+        return f"{settings.base_url.rstrip('/')}/fhir"
+    return LOCAL_AUDIENCE
+
+
 # -- the service ------------------------------------------------------------------------------
 class TokenService:
     """Client registry, token issue and bearer verification on one database."""
@@ -278,6 +289,7 @@ class TokenService:
         self._state: _VerifyState | None = None
         self._forced_at = -math.inf
         self._verified: dict[str, tuple[AccessToken, str]] = {}
+        self.audience = audience_for(settings)
 
     # -- clients ------------------------------------------------------------------------------
     def add_client(self, client_id: str, agency: str, scopes: Sequence[str], jwks: dict[str, Any],
@@ -498,8 +510,8 @@ class TokenService:
             self._reload()  # a key made or picked up just now verifies at once
         iat = int(self._clock())
         exp = iat + self._lifetime
-        claims = {"iss": ISSUER, "sub": client_id, "agency": agency, "scope": " ".join(scopes),
-                  "iat": iat, "exp": exp, "jti": uuid.uuid4().hex}
+        claims = {"iss": ISSUER, "aud": self.audience, "sub": client_id, "agency": agency,
+                  "scope": " ".join(scopes), "iat": iat, "exp": exp, "jti": uuid.uuid4().hex}
         token = jwt.encode(claims, key, algorithm=GATEWAY_ALGORITHM,
                            headers={"kid": kid, "typ": ACCESS_TOKEN_TYPE})
         return token, exp
@@ -508,8 +520,9 @@ class TokenService:
     def verify(self, bearer: str) -> AccessToken:
         """Return the caller behind a bearer token (the token alone, without "Bearer ").
 
-        Signatures are checked once per token and remembered; expiry, key retirement and client
-        revocation are checked on every call against state reloaded at most every 5 seconds.
+        The signature, issuer and audience are checked once per token and remembered; expiry,
+        key retirement and client revocation are checked on every call against state reloaded
+        at most every 5 seconds.
         """
         if not isinstance(bearer, str):
             raise InvalidAccessToken("the access token is malformed")
@@ -569,6 +582,8 @@ class TokenService:
             raise InvalidAccessToken("the access token is malformed") from None
         if not isinstance(claims, dict) or claims.get("iss") != ISSUER:
             raise InvalidAccessToken("the access token was not issued by this gateway")
+        if claims.get("aud") != self.audience:
+            raise InvalidAccessToken("the access token is not for this gateway (aud)")
         sub, agency, scope = claims.get("sub"), claims.get("agency"), claims.get("scope")
         exp, jti = claims.get("exp"), claims.get("jti")
         if not (isinstance(sub, str) and isinstance(agency, str) and isinstance(scope, str)
@@ -642,5 +657,5 @@ class TokenService:
             raise StoreUnavailable("the database is unavailable") from exc
 
 
-__all__ = ["ASSERTION_TYPE", "AccessToken", "ClientRegistryError", "InvalidAccessToken",
-           "OAuthError", "TokenService", "UnknownClient"]
+__all__ = ["ASSERTION_TYPE", "LOCAL_AUDIENCE", "AccessToken", "ClientRegistryError", "InvalidAccessToken",
+           "OAuthError", "TokenService", "UnknownClient", "audience_for"]

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -14,8 +15,11 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Engine,
+    Float,
+    Integer,
     Select,
     and_,
     bindparam,
@@ -34,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from gateway.fhir.indexing import extract_index, normalise_string
+from gateway.fhir.indexing import IndexRows, extract_index, normalise_string
 from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
 from gateway.store.base import Change, RetryableConflict, StoredResource, StoreUnavailable
@@ -57,6 +61,8 @@ T = TypeVar("T")
 MAX_WRITE_ATTEMPTS = 6
 COPY_MIN_ROWS = 16  # fewer rows are inserted with an executemany
 _MIN_TS = "0001-01-01T00:00:00.000000"
+# Bound parameters per statement: SQLite before 3.32 allows 999.
+_MAX_BINDS_SQLITE = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 def utc_now() -> str:
@@ -656,6 +662,78 @@ class _SqlWriteSession(_SqlReadSession):
         self.conn.execute(insert(resources), rows)
         self.conn.execute(insert(resource_history), [dict(r, method=method) for r in rows])
         self._insert_batches(batches)
+
+    def append_records(self, res_type: str, now: str,
+                       records: Sequence[tuple[str, str, dict[str, Any], IndexRows]],
+                       method: str = "POST") -> None:
+        """Store new append-only resources (version 1) built by the caller: the audit writer's path.
+
+        Each record is (id, stored JSON already stamped with id, versionId 1 and `now`, the
+        resource, its index rows). Ids must be new. One multi-row INSERT per table for the lot.
+        """
+        if not records:
+            return
+        parts: list[tuple[Any, tuple[str, ...], list[tuple[Any, ...]]]] = [
+            (resources, ("version_id", "last_updated", "deleted", "content"),
+             [(res_type, rid, 1, now, False, content) for rid, content, _, _ in records]),
+            (resource_history, ("version_id", "last_updated", "method", "deleted", "content"),
+             [(res_type, rid, 1, now, method, False, content) for rid, content, _, _ in records]),
+            (idx_token, ("param", "system", "code"), []),
+            (idx_string, ("param", "value_norm", "value"), []),
+            (idx_date, ("param", "low", "high"), []),
+            (idx_reference, ("param", "target_type", "target_id"), []),
+            (idx_number, ("param", "value"), []),
+            (idx_uri, ("param", "value"), []),
+        ]
+        for rid, _, resource, rows in records:
+            parts[2][2].extend((res_type, rid, p, s, c[:512]) for p, s, c in rows.tokens)
+            parts[3][2].extend((res_type, rid, p, n, v) for p, n, v in rows.strings)
+            parts[4][2].extend((res_type, rid, p, lo, hi) for p, lo, hi in rows.dates)
+            parts[5][2].extend((res_type, rid, p, t, i[:64]) for p, t, i in rows.references)
+            parts[6][2].extend((res_type, rid, p, v) for p, v in rows.numbers)
+            parts[7][2].extend((res_type, rid, p, v) for p, v in rows.uris)
+            self.changes.append(Change(res_type, rid, 1, resource, None))
+        self._insert_rows([(table, ("res_type", "res_id", *columns), values)
+                           for table, columns, values in parts if values])
+
+    def _insert_rows(self, parts: Sequence[tuple[Any, Sequence[str], Sequence[tuple[Any, ...]]]]
+                     ) -> None:
+        """INSERT rows into several tables. PostgreSQL: one statement, each table's rows given
+        as one array per column and unnested (data-modifying WITH clauses: one round trip, and
+        statements short and fixed enough to be planned once). SQLite: a multi-row VALUES per
+        table, in chunks below its bound-parameter limit."""
+        if not self.sqlite:
+            inserts: list[str] = []
+            params: list[list[Any]] = []
+            for table, columns, rows in parts:
+                arrays = ", ".join(f"%b::{_pg_array_type(table.c[name].type)}"
+                                   for name in columns)
+                inserts.append(f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                               f"SELECT * FROM unnest({arrays})")
+                params.extend(list(values) for values in zip(*rows, strict=True))
+            if inserts:
+                ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(inserts[:-1]))
+                self.conn.exec_driver_sql((f"WITH {ctes} " if ctes else "") + inserts[-1],
+                                          tuple(params))
+            return
+        for table, columns, rows in parts:
+            one = "(" + ", ".join(["?"] * len(columns)) + ")"
+            head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+            per = max(1, _MAX_BINDS_SQLITE // len(columns))
+            for start in range(0, len(rows), per):
+                chunk = rows[start:start + per]
+                self.conn.exec_driver_sql(head + ", ".join([one] * len(chunk)),
+                                          tuple(value for row in chunk for value in row))
+
+
+def _pg_array_type(column_type: Any) -> str:
+    if isinstance(column_type, Boolean):
+        return "boolean[]"
+    if isinstance(column_type, Integer):
+        return "integer[]"
+    if isinstance(column_type, Float):
+        return "double precision[]"
+    return "text[]"
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -35,6 +35,7 @@ from gateway.config import Settings
 from gateway.security.keys import thumbprint
 from gateway.security.tokens import (
     ISSUER,
+    LOCAL_AUDIENCE,
     AccessToken,
     InvalidAccessToken,
     OAuthError,
@@ -297,10 +298,32 @@ def test_access_token_claims(service: TokenService, kit: Kit) -> None:
     jwk = service.jwks()["keys"][0]
     assert header == {"alg": "EdDSA", "typ": "at+jwt", "kid": jwk["kid"]}
     claims = jwt.decode(answer["access_token"], jwt.PyJWK(jwk).key, algorithms=["EdDSA"],
-                        issuer=ISSUER, options={"verify_exp": False, "verify_iat": False})
-    assert claims == {"iss": ISSUER, "sub": CLIENT, "agency": AGENCY,
+                        issuer=ISSUER, audience=LOCAL_AUDIENCE,
+                        options={"verify_exp": False, "verify_iat": False})
+    assert claims == {"iss": ISSUER, "aud": LOCAL_AUDIENCE, "sub": CLIENT, "agency": AGENCY,
                       "scope": "system/Patient.rs", "iat": int(NOW), "exp": int(NOW) + 300,
                       "jti": claims["jti"]}
+
+
+def test_access_token_audience_is_the_configured_fhir_base(engine: sa.Engine,
+                                                           clock: Clock) -> None:
+    def at(base_url: str | None) -> TokenService:
+        return TokenService(engine, Settings(env="test", database_url=str(engine.url),
+                                             base_url=base_url), clock=clock)
+
+    prod, staging, local = (at("https://gateway.example.org/"),
+                            at("https://staging.example.org"), at(None))
+    assert prod.audience == "https://gateway.example.org/fhir"
+    assert local.audience == LOCAL_AUDIENCE
+    token = prod.dev_token(AGENCY, ["system/Patient.rs"])
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == prod.audience
+    assert prod.verify(token).agency == AGENCY
+    # The same signing keys (one database) but another deployment: refused, both ways.
+    for other in (staging, local):
+        with pytest.raises(InvalidAccessToken, match="aud"):
+            other.verify(token)
+    with pytest.raises(InvalidAccessToken, match="aud"):
+        prod.verify(local.dev_token(AGENCY, ["system/Patient.rs"]))
 
 
 def test_issue_uses_the_token_url_hook(engine: sa.Engine, clock: Clock, keys: Keys,
@@ -427,7 +450,7 @@ def _signed(engine: sa.Engine, claims: dict[str, Any], *, key: Any = None,
 
 
 def _claims(**changes: Any) -> dict[str, Any]:
-    claims: dict[str, Any] = {"iss": ISSUER, "sub": CLIENT, "agency": AGENCY,
+    claims: dict[str, Any] = {"iss": ISSUER, "aud": LOCAL_AUDIENCE, "sub": CLIENT, "agency": AGENCY,
                               "scope": "system/*.rs", "iat": int(NOW), "exp": int(NOW) + 300,
                               "jti": "t-1"}
     for name, value in changes.items():
@@ -436,6 +459,15 @@ def _claims(**changes: Any) -> dict[str, Any]:
         else:
             claims[name] = value
     return claims
+
+
+def _std_alphabet(service: TokenService) -> str:
+    """Return a valid token rewritten in the standard base64 alphabet (one that has a '-' or
+    '_' to rewrite: a token without either would come out unchanged, and valid)."""
+    token = service.dev_token(AGENCY, [])
+    while "-" not in token and "_" not in token:
+        token = service.dev_token(AGENCY, [])
+    return token.replace("-", "+").replace("_", "/")
 
 
 BadToken = Callable[[sa.Engine, TokenService, Kit], Any]
@@ -464,12 +496,18 @@ BAD_TOKENS: list[Any] = [
                  id="unknown kid"),
     pytest.param(lambda e, s, k: _signed(e, _claims(), headers={"jku": "https://a.example/k"}),
                  id="extra header member"),
-    pytest.param(lambda e, s, k: s.dev_token(AGENCY, []).replace("-", "+").replace("_", "/"),
+    pytest.param(lambda e, s, k: _std_alphabet(s),
                  id="standard base64 alphabet"),
     pytest.param(lambda e, s, k: s.dev_token(AGENCY, []) + "=", id="padded signature"),
     pytest.param(lambda e, s, k: s.dev_token(AGENCY, []) + ".x", id="four segments"),
     pytest.param(lambda e, s, k: _signed(e, _claims(iss="https://elsewhere.example")),
                  id="wrong issuer"),
+    pytest.param(lambda e, s, k: _signed(e, _claims(aud=DROP)), id="aud missing"),
+    pytest.param(lambda e, s, k: _signed(e, _claims(aud="https://gateway.example.org/fhir")),
+                 id="aud of a deployment with a base URL"),
+    pytest.param(lambda e, s, k: _signed(e, _claims(aud=[LOCAL_AUDIENCE, "urn:other"])),
+                 id="aud a list"),
+    pytest.param(lambda e, s, k: _signed(e, _claims(aud=ISSUER)), id="aud the issuer"),
     pytest.param(lambda e, s, k: _signed(e, _claims(exp=DROP)), id="exp missing"),
     pytest.param(lambda e, s, k: _signed(e, _claims(jti=DROP)), id="jti missing"),
     pytest.param(lambda e, s, k: _signed(e, _claims(agency=DROP)), id="agency missing"),
