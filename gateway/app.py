@@ -24,9 +24,9 @@ from gateway.errors import (
 from gateway.fhir.registry import load_registry
 from gateway.fhir.service import FhirService
 from gateway.ingest.service import IngestService, builtin_mappings
+from gateway.security.audit import AuditTrail
 from gateway.security.http import install as install_security
 from gateway.security.policy import Policy
-from gateway.security.audit import AuditTrail
 from gateway.services import Services, get_services
 from gateway.store import (
     SqlResourceStore,

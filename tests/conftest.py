@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import sqlalchemy as sa
@@ -39,9 +39,9 @@ _real_connect_ex = socket.socket.connect_ex
 
 
 def _check_address(address: Any) -> None:
-    if isinstance(address, tuple) and address and isinstance(address[0], str):
-        if address[0] not in LOOPBACK:
-            raise RuntimeError(f"test tried to reach a non-loopback address {address[0]}")
+    if (isinstance(address, tuple) and address and isinstance(address[0], str)
+            and address[0] not in LOOPBACK):
+        raise RuntimeError(f"test tried to reach a non-loopback address {address[0]}")
 
 
 def _guarded_connect(self: socket.socket, address: Any) -> Any:
@@ -250,7 +250,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.headers = {"Authorization": bearer(app), "Content-Type": FHIR_JSON}
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

@@ -131,9 +131,9 @@ def _transaction(service: FhirService, entries: list[Entry], base: str) -> bytes
             seen_targets.add(key)
         if entry.method == "POST" and len(entry.path) != 1:
             raise BadRequest(f"{entry.where}: POST url must be a resource type")
-        if entry.method == "PUT" and len(entry.path) == 2 and entry.resource is not None:
-            if entry.resource.get("id") != entry.path[1]:
-                raise BadRequest(f"{entry.where}: resource id must match the request url")
+        if (entry.method == "PUT" and len(entry.path) == 2 and entry.resource is not None
+                and entry.resource.get("id") != entry.path[1]):
+            raise BadRequest(f"{entry.where}: resource id must match the request url")
 
     def _run(tx: Any) -> list[dict[str, Any]]:
         mapping: dict[str, str] = {}
@@ -180,7 +180,7 @@ def _transaction(service: FhirService, entries: list[Entry], base: str) -> bytes
                 raise
         return [results[e.index] for e in entries]
 
-    response_entries = service._store_write(_run)  # noqa: SLF001 - same package
+    response_entries = service._store_write(_run)
     return orjson.dumps({"resourceType": "Bundle", "type": "transaction-response",
                          "meta": {"lastUpdated": now_instant()}, "entry": response_entries})
 
@@ -197,7 +197,7 @@ def _apply(service: FhirService, tx: Any, entry: Entry, mapping: dict[str, str],
     if entry.method == "DELETE":
         if len(entry.path) != 2:
             raise BadRequest("conditional delete is not supported in a transaction")
-        deleted = service._delete_in(tx, rtype, entry.path[1], parse_etag(entry.if_match))  # noqa: SLF001
+        deleted = service._delete_in(tx, rtype, entry.path[1], parse_etag(entry.if_match))
         return _response_entry(base, None, "204 No Content", deleted)
     if entry.method == "GET" or entry.method == "HEAD":
         if len(entry.path) == 2:
@@ -212,14 +212,14 @@ def _apply(service: FhirService, tx: Any, entry: Entry, mapping: dict[str, str],
         if entry.index in matched:
             return _response_entry(base, WriteResult(matched[entry.index], 200), "200 OK")
         _, rid = planned[entry.index]
-        result = service._create_in(tx, rtype, body, None, res_id=rid)  # noqa: SLF001
+        result = service._create_in(tx, rtype, body, None, res_id=rid)
         return _response_entry(base, result, _status(result))
     _, rid = planned[entry.index]
     assert rid is not None
     if not valid_id(rid):
         raise BadRequest("the resource id is not a valid FHIR id")
     body = dict(body, id=rid)
-    result = service._update_in(tx, rtype, rid, body, parse_etag(entry.if_match))  # noqa: SLF001
+    result = service._update_in(tx, rtype, rid, body, parse_etag(entry.if_match))
     return _response_entry(base, result, _status(result))
 
 

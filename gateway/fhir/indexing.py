@@ -104,7 +104,7 @@ def _walk(node: Any, path: tuple[str, ...]) -> Iterator[Any]:
 
 def parse_reference(ref: str) -> tuple[str | None, str] | None:
     """Return (type, id) for a literal reference ("Patient/1", a full URL, or "#contained")."""
-    if not ref or ref.startswith("#") or ref.startswith("urn:"):
+    if not ref or ref.startswith(("#", "urn:")):
         return None
     parts = ref.split("?")[0].rstrip("/").split("/")
     if "_history" in parts:

@@ -49,7 +49,7 @@ def reset_caller(token: object) -> None:
     _current.reset(token)  # type: ignore[arg-type]
 
 
-class acting_as:  # noqa: N801 - used as a context manager, reads like a phrase
+class acting_as:
     """Run a block as the given caller: `with acting_as(Caller.internal("health")): ...`."""
 
     def __init__(self, caller: Caller) -> None:

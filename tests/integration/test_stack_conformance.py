@@ -52,7 +52,7 @@ def test_every_shipped_suite_passes_against_the_demo_stack(tmp_path: Path) -> No
         result = subprocess.run(
             [*cli, "conformance", "run", "all", "--base-url", f"http://127.0.0.1:{gw}/fhir",
              "--token-from-cli", "--soap-url", f"http://127.0.0.1:{mock}", "--out", str(out)],
-            env=env, capture_output=True, text=True, timeout=600)
+            check=False, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
         junit = (out / "junit.xml").read_text()
         assert 'failures="0"' in junit and 'errors="0"' in junit

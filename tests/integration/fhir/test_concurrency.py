@@ -10,7 +10,6 @@ import requests
 from tests.conftest import LiveServer, make_patient
 
 
-
 def _barrier_run(n: int, fn: object) -> list[int]:
     barrier = threading.Barrier(n)
 

@@ -72,8 +72,8 @@ def test_no_route_reveals_the_location(app: Flask) -> None:
     pid = ids["Patient"]
     paths += [f"/fhir/Patient/{pid}", f"/fhir/Patient/{pid}/_history",
               f"/fhir/Patient/{pid}/_history/1", "/fhir/_history",
-              f"/fhir/Patient?_id={pid}&_revinclude=Encounter:patient"
-              "&_revinclude=Observation:patient"]
+              (f"/fhir/Patient?_id={pid}&_revinclude=Encounter:patient"
+               "&_revinclude=Observation:patient")]
     for rule in app.url_map.iter_rules():
         if "GET" in (rule.methods or ()) and "<" not in rule.rule:
             paths.append(rule.rule)

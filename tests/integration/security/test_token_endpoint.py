@@ -15,8 +15,6 @@ from flask.testing import FlaskClient
 
 from gateway.security.tokens import ASSERTION_TYPE, TokenService
 
-
-
 TOKEN_URL = "http://localhost/auth/token"
 CLIENT = "children-hub"
 
