@@ -470,10 +470,15 @@ def read_xml(
                 while element.getprevious() is not None:
                     del parent[0]
     except etree.XMLSyntaxError as exc:
-        log = getattr(exc, "error_log", None)
-        last = log.last_error if log is not None else None
-        line = last.line if last is not None else exc.lineno
-        message = last.message if last is not None else str(exc.msg)
-        if (last is not None and "ENTITY" in last.type_name) or "entity" in message.lower():
+        # libxml2 goes on after the first error and reports later, consequential ones last: an
+        # entity reference anywhere in the log is the cause, otherwise the first error is.
+        log = list(getattr(exc, "error_log", None) or ())
+        entity = next((e for e in log if "ENTITY" in e.type_name or "entity" in e.message.lower()),
+                      None)
+        if entity is not None or "entity" in str(exc.msg).lower():
+            line = entity.line if entity is not None else exc.lineno
             raise HostileInputError(f"line {line}", "entity references are refused") from None
+        first = log[0] if log else None
+        line = first.line if first is not None else exc.lineno
+        message = first.message if first is not None else str(exc.msg)
         raise ReaderError(f"line {line}", f"malformed XML: {message.strip()}") from None

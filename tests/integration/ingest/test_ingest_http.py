@@ -304,13 +304,10 @@ def test_an_undeclared_entity_in_the_first_record_stores_nothing(app: Flask) -> 
     assert resp.status_code == 422, resp.get_json()
     outcome = resp.get_json()
     assert counts(outcome)["created"] == 0
-    assert [i["code"] for i in errors(outcome)] in (["security"], ["structure"])
+    assert [i["code"] for i in errors(outcome)] == ["security"]
     assert stored(app) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="mappings/readers.py read_xml reports the last libxml2 "
-                   "error (a later 'Extra content ...' at a wrong line) instead of the undeclared "
-                   "entity, so the outcome is 'structure', not 'security'")
 def test_an_undeclared_entity_is_reported_as_hostile_at_its_line(app: Flask) -> None:
     data, _ = sample("school")
     line = data[:data.index(b"<Surname>")].count(b"\n") + 1
