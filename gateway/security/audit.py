@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from gateway.fhir.indexing import IndexRows, date_range, extract_index, parse_reference
 from gateway.fhir.registry import ResourceType
 from gateway.security.context import Caller
@@ -228,8 +230,10 @@ class AuditTrail:
     """Writes AuditEvents: in a caller's transaction, or queued and group-committed."""
 
     def __init__(self, store: SqlResourceStore, *, flush_interval: float = 0.05,
-                 max_delay: float = 1.0, max_batch: int = 500, max_queue: int = 5000) -> None:
+                 max_delay: float = 1.0, max_batch: int = 500, max_queue: int = 5000,
+                 retry_delay: float = 0.1) -> None:
         self.store = store
+        self.retry_delay = retry_delay
         self.flush_interval = flush_interval
         self.max_delay = max_delay
         self.max_batch = max_batch
@@ -286,12 +290,43 @@ class AuditTrail:
                 if len(batch) == before or time.monotonic() - oldest >= self.max_delay:
                     break
             try:
-                self.store_batch(batch)
-            except Exception:  # keep the writer alive; the failure itself is logged, no content
-                log.exception("could not store %d audit events", len(batch))
+                self._store_durably(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _store_durably(self, batch: list[dict[str, Any]]) -> None:
+        """Store a batch, waiting out a database that is down or busy; never lose it to one.
+
+        The ids are drawn once, so a retry after a commit whose answer was lost cannot store an
+        event twice (the second try conflicts on the id). While the database is unreachable the
+        writer keeps trying and the bounded queue fills, so requests wait rather than go
+        unaudited. An error that is not about the connection (an event the store refuses) is
+        isolated: the batch is stored event by event and only the refused ones are left out,
+        counted in the log (no content).
+        """
+        ids = _new_ids(len(batch))
+        delay = self.retry_delay
+        while True:
+            try:
+                self.store_batch(batch, ids)
+                return
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):
+                log.warning("audit store unavailable; %d events kept, retrying in %.1fs",
+                            len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:  # noqa: BLE001 - isolated below, logged without content
+                break
+        refused = 0
+        for event, rid in zip(batch, ids, strict=True):
+            try:
+                self.store_batch([event], [rid])
+            except Exception:  # noqa: BLE001 - counted; the rest of the batch is stored
+                refused += 1
+        if refused:
+            log.error("%d audit events refused by the store (the other %d stored)", refused,
+                      len(batch) - refused)
 
     def store_batch(self, events: list[dict[str, Any]], ids: list[str] | None = None) -> None:
         """Store AuditEvents in one transaction: stored JSON and index rows built directly.

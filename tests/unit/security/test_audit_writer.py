@@ -166,3 +166,51 @@ def test_sustained_traffic_is_stored_by_max_delay_not_held_back(store: SqlResour
             resources.c.res_type == "AuditEvent")).scalars())
     assert len(stamps) == 30
     assert len(set(stamps)) >= 2  # more than one transaction: the batch did not wait for a gap
+
+
+class _FlakyStore:
+    """The real store, whose first `failures` writes fail as a dropped connection would."""
+
+    def __init__(self, store: SqlResourceStore, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write(self, fn: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("connection lost"))
+        return self._store.write(fn)
+
+
+def _audited_patients(store: SqlResourceStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(idx_reference.c.target_id).where(
+            idx_reference.c.res_type == "AuditEvent",
+            idx_reference.c.param == "patient")).scalars())
+
+
+def test_a_database_outage_delays_audit_events_but_loses_none(store: SqlResourceStore) -> None:
+    flaky = _FlakyStore(store, failures=3)
+    trail = AuditTrail(flaky, flush_interval=0.01, retry_delay=0.01)  # type: ignore[arg-type]
+    for n in range(10):
+        trail.record(build_event(CALLER, _ctx("read", touch=[f"Patient/o{n}"]), "success",
+                                 request_id=f"o{n}", status=200))
+    trail.flush()
+    assert flaky.calls > 3  # it failed, waited and tried again
+    assert _audited_patients(store) == sorted(f"o{n}" for n in range(10))
+
+
+def test_an_event_the_store_refuses_does_not_take_its_batch_with_it(
+        store: SqlResourceStore) -> None:
+    trail = AuditTrail(store, flush_interval=0.05)
+    events = [build_event(CALLER, _ctx("read", touch=[f"Patient/b{n}"]), "success",
+                          request_id=f"b{n}", status=200) for n in range(5)]
+    events[2]["extension"] = [{"url": "urn:x", "valueString": object()}]  # not storable
+    for event in events:
+        trail.record(event)
+    trail.flush()
+    assert _audited_patients(store) == ["b0", "b1", "b3", "b4"]
