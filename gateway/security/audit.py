@@ -10,13 +10,14 @@ the API and only the auditor reads them.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
-import queue
 import re
 import threading
 import time
 import uuid
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,6 +89,22 @@ _BTG = [{"system": systems.ACT_REASON, "code": "BTG", "display": "break the glas
 _SUBTYPES: dict[str, list[dict[str, str]]] = {}
 
 
+_UNAUTHENTICATED = [{"type": _AGENT_TYPE, "requestor": True,
+                      "who": {"display": "unauthenticated caller"}}]
+
+
+@functools.lru_cache(maxsize=1024)
+def _agent(client_id: str, agency: str, user: str | None) -> list[dict[str, Any]]:
+    """Return the agent list of a caller's events (built once per caller; never mutated)."""
+    agent: dict[str, Any] = {"type": _AGENT_TYPE, "requestor": True,
+                             "who": {"identifier": {"system": systems.CLIENT_ID,
+                                                    "value": client_id},
+                                     "display": f"agency {agency}"}}
+    if user:
+        agent["altId"] = user[:128]
+    return [agent]
+
+
 def _recorded() -> str:
     """Return the current time as a FHIR instant with milliseconds (what to_instant gives)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
@@ -100,6 +117,7 @@ def build_event(caller: Caller | None, ctx: AuditContext, outcome: str, *,
     if subtype is None:
         subtype = _SUBTYPES.setdefault(ctx.interaction, [{
             "system": systems.AUDIT_EVENT_SUBTYPE, "code": ctx.interaction}])
+        _share_tokens("subtype", subtype)
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": _TYPE,
@@ -112,15 +130,8 @@ def build_event(caller: Caller | None, ctx: AuditContext, outcome: str, *,
         event["outcomeDesc"] = f"HTTP {status}"
     if ctx.break_glass and caller and caller.break_glass_reason:
         event["purposeOfEvent"] = [{"coding": _BTG, "text": caller.break_glass_reason[:200]}]
-    agent: dict[str, Any] = {"type": _AGENT_TYPE, "requestor": True}
-    if caller is not None:
-        agent["who"] = {"identifier": {"system": systems.CLIENT_ID, "value": caller.client_id},
-                        "display": f"agency {caller.agency}"}
-        if caller.user:
-            agent["altId"] = caller.user[:128]
-    else:
-        agent["who"] = {"display": "unauthenticated caller"}
-    event["agent"] = [agent]
+    event["agent"] = (_agent(caller.client_id, caller.agency, caller.user)
+                      if caller is not None else _UNAUTHENTICATED)
     event["source"] = _SOURCE
     entities: list[dict[str, Any]] = [{"what": {"reference": ref}} for ref in ctx.entities]
     if ctx.query is not None:
@@ -162,6 +173,16 @@ def _pairs(value: Any) -> list[tuple[str | None, str]]:
     return []
 
 
+# Token rows of the elements build_event shares between events (module constants that live as
+# long as the process, so their ids are stable), computed once: id -> (the object, its rows).
+_SHARED_TOKENS: dict[int, tuple[Any, tuple[tuple[str, str | None, str], ...]]] = {}
+
+
+def _share_tokens(param: str, value: Any) -> None:
+    rows = tuple((param, system, code) for one in _each(value) for system, code in _pairs(one))
+    _SHARED_TOKENS[id(value)] = (value, rows)
+
+
 def _each(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -181,8 +202,13 @@ def audit_index(event: dict[str, Any], rtype: ResourceType) -> IndexRows:
     for param, key in (("type", "type"), ("subtype", "subtype"), ("action", "action"),
                        ("outcome", "outcome"), ("purpose", "purposeOfEvent")):
         if key in event:
-            for value in _each(event[key]):
-                tokens.extend((param, system, code) for system, code in _pairs(value))
+            value = event[key]
+            shared = _SHARED_TOKENS.get(id(value)) if isinstance(value, (dict, list)) else None
+            if shared is not None and shared[0] is value:
+                tokens.extend(shared[1])
+                continue
+            for one in _each(value):
+                tokens.extend((param, system, code) for system, code in _pairs(one))
     meta = event.get("meta")
     uris: list[tuple[str, str]] = []
     if isinstance(meta, dict):
@@ -220,10 +246,72 @@ def audit_index(event: dict[str, Any], rtype: ResourceType) -> IndexRows:
     return IndexRows(tokens, [], dates, refs, [], uris)
 
 
+_share_tokens("type", _TYPE)
+
+
 def _new_ids(count: int) -> list[str]:
     """Return `count` random (version 4) UUIDs from one read of the system's random source."""
     raw = os.urandom(16 * count)
     return [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * count, 16)]
+
+
+class _EventBuffer:
+    """A bounded buffer between request threads (many producers) and the writer (one consumer).
+
+    A put is one lock and an append; a request waits only when the buffer is full. The writer
+    takes everything queued in one step, and `join` waits until every event put is stored.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._not_empty = threading.Condition(self._lock)
+        self._all_done = threading.Condition(self._lock)
+        self._unfinished = 0
+        self._consumer_waiting = False
+
+    def put(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            while len(self._items) >= self.maxsize:
+                self._not_full.wait()
+            self._items.append(item)
+            self._unfinished += 1
+            if self._consumer_waiting:
+                self._not_empty.notify()
+
+    def get(self) -> dict[str, Any]:
+        """Wait for one event and take it."""
+        with self._lock:
+            while not self._items:
+                self._consumer_waiting = True
+                self._not_empty.wait()
+            self._consumer_waiting = False
+            item = self._items.popleft()
+            self._not_full.notify()
+            return item
+
+    def take(self, limit: int) -> list[dict[str, Any]]:
+        """Take up to `limit` queued events without waiting."""
+        with self._lock:
+            items = self._items
+            taken = [items.popleft() for _ in range(min(limit, len(items)))]
+            if taken:
+                self._not_full.notify(len(taken))
+            return taken
+
+    def done(self, count: int) -> None:
+        """Mark `count` taken events as stored (or given up)."""
+        with self._lock:
+            self._unfinished -= count
+            if self._unfinished <= 0:
+                self._all_done.notify_all()
+
+    def join(self) -> None:
+        with self._lock:
+            while self._unfinished:
+                self._all_done.wait()
 
 
 class AuditTrail:
@@ -238,11 +326,9 @@ class AuditTrail:
         self.max_delay = max_delay
         self.max_batch = max_batch
         # Bounded: when the writer falls behind, requests wait rather than memory growing.
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_queue)
+        self._queue = _EventBuffer(max_queue)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
 
     def write_in(self, tx: Any, event: dict[str, Any]) -> None:
         """Store an AuditEvent inside the caller's transaction."""
@@ -250,8 +336,9 @@ class AuditTrail:
 
     def record(self, event: dict[str, Any]) -> None:
         """Queue an AuditEvent for the group-commit writer."""
-        self._ensure_thread()
-        self._idle.clear()
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._start_thread()
         self._queue.put(event)
 
     def flush(self, timeout: float = 10.0) -> None:
@@ -260,10 +347,8 @@ class AuditTrail:
             return
         self._queue.join()
 
-    def _ensure_thread(self) -> None:
+    def _start_thread(self) -> None:
         # Started lazily so that each forked gunicorn worker gets its own writer.
-        if self._thread is not None and self._thread.is_alive():
-            return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="audit-writer",
@@ -281,19 +366,14 @@ class AuditTrail:
             while len(batch) < self.max_batch:
                 time.sleep(max(0.0, min(self.flush_interval,
                                         oldest + self.max_delay - time.monotonic())))
-                before = len(batch)
-                try:
-                    while len(batch) < self.max_batch:
-                        batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    pass
-                if len(batch) == before or time.monotonic() - oldest >= self.max_delay:
+                more = self._queue.take(self.max_batch - len(batch))
+                batch.extend(more)
+                if not more or time.monotonic() - oldest >= self.max_delay:
                     break
             try:
                 self._store_durably(batch)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._queue.done(len(batch))
 
     def _store_durably(self, batch: list[dict[str, Any]]) -> None:
         """Store a batch, waiting out a database that is down or busy; never lose it to one.

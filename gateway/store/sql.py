@@ -673,26 +673,27 @@ class _SqlWriteSession(_SqlReadSession):
         """
         if not records:
             return
+        t = res_type
         parts: list[tuple[Any, tuple[str, ...], list[tuple[Any, ...]]]] = [
             (resources, ("version_id", "last_updated", "deleted", "content"),
-             [(res_type, rid, 1, now, False, content) for rid, content, _, _ in records]),
+             [(t, rid, 1, now, False, content) for rid, content, _, _ in records]),
             (resource_history, ("version_id", "last_updated", "method", "deleted", "content"),
-             [(res_type, rid, 1, now, method, False, content) for rid, content, _, _ in records]),
-            (idx_token, ("param", "system", "code"), []),
-            (idx_string, ("param", "value_norm", "value"), []),
-            (idx_date, ("param", "low", "high"), []),
-            (idx_reference, ("param", "target_type", "target_id"), []),
-            (idx_number, ("param", "value"), []),
-            (idx_uri, ("param", "value"), []),
+             [(t, rid, 1, now, method, False, content) for rid, content, _, _ in records]),
+            (idx_token, ("param", "system", "code"),
+             [(t, rid, p, s, c[:512]) for rid, _, _, rows in records for p, s, c in rows.tokens]),
+            (idx_string, ("param", "value_norm", "value"),
+             [(t, rid, p, n, v) for rid, _, _, rows in records for p, n, v in rows.strings]),
+            (idx_date, ("param", "low", "high"),
+             [(t, rid, p, lo, hi) for rid, _, _, rows in records for p, lo, hi in rows.dates]),
+            (idx_reference, ("param", "target_type", "target_id"),
+             [(t, rid, p, tt, i[:64]) for rid, _, _, rows in records
+              for p, tt, i in rows.references]),
+            (idx_number, ("param", "value"),
+             [(t, rid, p, v) for rid, _, _, rows in records for p, v in rows.numbers]),
+            (idx_uri, ("param", "value"),
+             [(t, rid, p, v) for rid, _, _, rows in records for p, v in rows.uris]),
         ]
-        for rid, _, resource, rows in records:
-            parts[2][2].extend((res_type, rid, p, s, c[:512]) for p, s, c in rows.tokens)
-            parts[3][2].extend((res_type, rid, p, n, v) for p, n, v in rows.strings)
-            parts[4][2].extend((res_type, rid, p, lo, hi) for p, lo, hi in rows.dates)
-            parts[5][2].extend((res_type, rid, p, t, i[:64]) for p, t, i in rows.references)
-            parts[6][2].extend((res_type, rid, p, v) for p, v in rows.numbers)
-            parts[7][2].extend((res_type, rid, p, v) for p, v in rows.uris)
-            self.changes.append(Change(res_type, rid, 1, resource, None))
+        self.changes.extend(Change(t, rid, 1, resource, None) for rid, _, resource, _ in records)
         self._insert_rows([(table, ("res_type", "res_id", *columns), values)
                            for table, columns, values in parts if values])
 
