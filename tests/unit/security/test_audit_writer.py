@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -214,3 +215,38 @@ def test_an_event_the_store_refuses_does_not_take_its_batch_with_it(
         trail.record(event)
     trail.flush()
     assert _audited_patients(store) == ["b0", "b1", "b3", "b4"]
+
+
+def test_a_full_queue_makes_requests_wait_and_every_event_is_stored(
+        store: SqlResourceStore) -> None:
+    # A queue of 3 and a writer that needs three tries: the producers must wait, none may drop.
+    flaky = _FlakyStore(store, failures=2)
+    trail = AuditTrail(flaky, flush_interval=0.01, retry_delay=0.05,  # type: ignore[arg-type]
+                       max_queue=3, max_batch=2)
+    recorded: list[float] = []
+
+    def produce(first: int) -> None:
+        for n in range(first, first + 6):
+            trail.record(build_event(CALLER, _ctx("read", touch=[f"Patient/w{n}"]), "success",
+                                     request_id=f"w{n}", status=200))
+            recorded.append(time.monotonic())
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=produce, args=(k * 6,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    trail.flush()
+    assert len(recorded) == 18
+    assert max(recorded) - started >= 0.1  # the outage held the producers back
+    assert _audited_patients(store) == sorted(f"w{n}" for n in range(18))
+
+
+def test_flush_returns_only_once_the_last_event_is_stored(store: SqlResourceStore) -> None:
+    trail = AuditTrail(store, flush_interval=0.2)
+    trail.record(build_event(CALLER, _ctx("read", touch=["Patient/f1"]), "success",
+                             request_id="f1", status=200))
+    trail.flush()  # the writer sleeps 0.2 s before storing: flush must wait for it
+    assert _audited_patients(store) == ["f1"]
+    trail.flush()  # nothing queued: returns at once
