@@ -512,11 +512,29 @@ class _SqlWriteSession(_SqlReadSession):
                 self._bulk_insert(table, values)
 
     def _bulk_insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Insert many rows: an executemany on SQLite, COPY on PostgreSQL (one round trip)."""
-        if self.sqlite or len(rows) < COPY_MIN_ROWS:
+        """Insert many rows: an executemany on SQLite, COPY on PostgreSQL (one round trip).
+
+        Rows carry every column. On SQLite the driver's executemany is called directly with
+        the rows as tuples (what SQLAlchemy would send, without its per-row processing).
+        """
+        columns = [c.name for c in table.columns]
+        if self.sqlite:
+            statement = (f'INSERT INTO "{table.name}" ('
+                         + ", ".join(f'"{c}"' for c in columns) + ") VALUES ("
+                         + ", ".join("?" for _ in columns) + ")")
+            dbapi_conn: Any = self._conn.connection.dbapi_connection
+            cursor = dbapi_conn.cursor()
+            try:
+                cursor.executemany(statement, [tuple(row[c] for c in columns) for row in rows])
+            except self._conn.dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(statement, None, exc,
+                                          self._conn.dialect.loaded_dbapi.Error) from exc
+            finally:
+                cursor.close()
+            return
+        if len(rows) < COPY_MIN_ROWS:
             self._conn.execute(insert(table), rows)
             return
-        columns = [c.name for c in table.columns]
         statement = (f'COPY "{table.name}" (' + ", ".join(f'"{c}"' for c in columns)
                      + ") FROM STDIN")
         dbapi: Any = self._conn.connection.dbapi_connection
