@@ -501,10 +501,10 @@ class Batch(Direct):
     def _write_links(self, tx: Any) -> None:
         if self.new_links:
             rows, self.new_links = self.new_links, []
-            tx.conn.execute(insert(identity_links), rows)
+            tx.insert_rows(identity_links, rows)
         if self.history:
             rows, self.history = self.history, []
-            tx.conn.execute(insert(identity_history), rows)
+            tx.insert_rows(identity_history, rows)
 
     def flush(self, tx: Any) -> None:
         """Write the held-back links, history and replaced blocking keys."""
@@ -514,9 +514,8 @@ class Batch(Direct):
             for chunk in _chunks(sorted(changed)):
                 tx.conn.execute(delete(identity_blocks).where(
                     identity_blocks.c.source_id.in_(chunk)))
-            rows = [{"key": k, "source_id": pid} for pid, keys in changed.items() for k in keys]
-            for start in range(0, len(rows), 5000):
-                tx.conn.execute(insert(identity_blocks), rows[start:start + 5000])
+            tx.insert_rows(identity_blocks, [{"key": k, "source_id": pid}
+                                             for pid, keys in changed.items() for k in keys])
             self.buckets, self.wide, self.keys_of = {}, set(), {}
 
     # -- links --------------------------------------------------------------------------------

@@ -511,6 +511,12 @@ class _SqlWriteSession(_SqlReadSession):
             if values:
                 self._bulk_insert(table, values)
 
+    def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows carrying every column of a table at once (COPY on PostgreSQL)."""
+        self.flush()
+        if rows:
+            self._bulk_insert(table, rows)
+
     def _bulk_insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """Insert many rows: an executemany on SQLite, COPY on PostgreSQL (one round trip).
 
