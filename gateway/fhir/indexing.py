@@ -96,6 +96,8 @@ def _step(node: Any, key: str, choice: bool, out: list[Any]) -> None:
 
 def _walk(node: Any, path: tuple[str, ...]) -> list[Any]:
     """Return the values at a path, in document order (lists on the way are entered)."""
+    if path and type(node) is dict and path[0] not in node and not path[0].endswith("[x]"):
+        return []  # most search parameters of a type find nothing in a given resource
     current = [node]
     for key in path:
         found: list[Any] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import operator
 import random
 import sqlite3
 import time
@@ -531,7 +532,8 @@ class _SqlWriteSession(_SqlReadSession):
             dbapi_conn: Any = self._conn.connection.dbapi_connection
             cursor = dbapi_conn.cursor()
             try:
-                cursor.executemany(statement, [tuple(row[c] for c in columns) for row in rows])
+                values = operator.itemgetter(*columns)  # a tuple: every table has 2+ columns
+                cursor.executemany(statement, [values(row) for row in rows])
             except self._conn.dialect.loaded_dbapi.Error as exc:
                 raise DBAPIError.instance(statement, None, exc,
                                           self._conn.dialect.loaded_dbapi.Error) from exc
