@@ -78,28 +78,42 @@ def date_range(value: str) -> tuple[str, str] | None:
     return _fmt(low), _fmt(high - timedelta(microseconds=1))
 
 
-def _walk(node: Any, path: tuple[str, ...]) -> Iterator[Any]:
-    if not path:
-        if isinstance(node, list):
-            yield from node
-        else:
-            yield node
-        return
+def _step(node: Any, key: str, choice: bool, out: list[Any]) -> None:
     if isinstance(node, list):
         for item in node:
-            yield from _walk(item, path)
+            _step(item, key, choice, out)
         return
     if not isinstance(node, dict):
         return
-    key = path[0]
-    if key.endswith("[x]"):
+    if choice:
         stem = key[:-3]
         for k, v in node.items():
             if k.startswith(stem) and len(k) > len(stem) and k[len(stem)].isupper():
-                yield from _walk(v, path[1:])
-        return
-    if key in node:
-        yield from _walk(node[key], path[1:])
+                out.append(v)
+    elif key in node:
+        out.append(node[key])
+
+
+def _walk(node: Any, path: tuple[str, ...]) -> list[Any]:
+    """Return the values at a path, in document order (lists on the way are entered)."""
+    if path and type(node) is dict and path[0] not in node and not path[0].endswith("[x]"):
+        return []  # most search parameters of a type find nothing in a given resource
+    current = [node]
+    for key in path:
+        found: list[Any] = []
+        choice = key.endswith("[x]")
+        for item in current:
+            _step(item, key, choice, found)
+        if not found:
+            return found
+        current = found
+    out: list[Any] = []
+    for value in current:
+        if isinstance(value, list):
+            out.extend(value)
+        else:
+            out.append(value)
+    return out
 
 
 def parse_reference(ref: str) -> tuple[str | None, str] | None:

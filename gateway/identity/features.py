@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -85,8 +85,9 @@ class Features:
 
     def to_json(self) -> str:
         """Return the features as compact JSON (stored beside the link)."""
-        data = {k: v for k, v in asdict(self).items() if v not in ((), None, False, "", {})}
-        data.pop("extra", None)
+        # the fields hold strings, tuples of strings and a flag: no deep copy is needed
+        data = {name: v for name in _FIELDS if (v := getattr(self, name)) not in (
+            (), None, False, "", {})}
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
     @classmethod
@@ -107,6 +108,9 @@ class Features:
     def digest(self) -> str:
         """Return a short hash of the features: unchanged features need no new matching."""
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()[:32]
+
+
+_FIELDS = tuple(f.name for f in fields(Features) if f.name != "extra")
 
 
 def source_of(patient: dict[str, Any]) -> str:

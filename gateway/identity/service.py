@@ -13,6 +13,7 @@ written to the link history and to an AuditEvent in the same transaction.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from collections import Counter
@@ -43,6 +44,7 @@ LOCK = "identity"
 NAMESPACE = uuid.UUID("5b0f7c1e-3f0e-4c59-9d1c-6b8a2f4e7a10")
 DETERMINISTIC = ("local-id", "nhs-number", "upn", "manual")
 MAX_REVIEWS_PER_RECORD = 3
+DIRECT = store.Direct()
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class _Refresh:
     linked_before: set[str] | None = None
     decisions: list[tuple[str, str, str]] | None = None
     resolved: set[str] = field(default_factory=set)
+    db: store.Direct = field(default_factory=store.Direct)
+    stored: dict[tuple[str, str], StoredResource] | None = None
+    features: dict[str, Features] = field(default_factory=dict)
+    locked: bool = False
 
     def unlinked(self, pid: str) -> bool:
         """Return True when the Patient certainly has no link yet (none read, none made)."""
@@ -183,6 +189,9 @@ class IdentityService:
         self.policy = fhir.policy
         self.model = model or MatchModel.load()
         self.national = national or NationalLookup(settings)
+        # Batches of resolutions (ingest chunks) read the identity tables once and write them
+        # together (store.Batch); False resolves them with a statement per read and write.
+        self.batched = True
 
     # -- authorisation --------------------------------------------------------------------------
     def require_reader(self, interaction: str = "read") -> Caller:
@@ -202,12 +211,13 @@ class IdentityService:
         return caller
 
     # -- golden Patients ----------------------------------------------------------------------
-    def _new_golden_id(self, tx: Any, seed: str, taken: set[str] | None = None) -> str:
+    def _new_golden_id(self, tx: Any, seed: str, taken: set[str] | None = None,
+                       db: store.Direct = DIRECT) -> str:
         for n in itertools.count():
             gid = str(uuid.uuid5(NAMESPACE, f"golden/{seed}/{n}" if n else f"golden/{seed}"))
             if taken is not None and gid in taken:
                 continue
-            if not store.is_golden_id(tx, gid):
+            if not db.is_golden_id(tx, gid):
                 return gid
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -263,38 +273,38 @@ class IdentityService:
 
     def _move(self, tx: Any, link: store.Link, golden_id: str, *, action: str, decider: str,
               grade: str, score: float, rule: str, reason: str | None = None,
-              new: bool = False) -> store.Link:
+              new: bool = False, db: store.Direct = DIRECT) -> store.Link:
         moved = replace(link, golden_id=golden_id, grade=grade, score=score, rule=rule,
                         decider=decider)
-        store.put_link(tx, moved, new=new)
-        store.record(tx, action, decider=decider, source_id=link.source_id, golden_id=golden_id,
+        db.put_link(tx, moved, new=new)
+        db.record(tx, action, decider=decider, source_id=link.source_id, golden_id=golden_id,
                      previous_golden=link.golden_id if link.golden_id != golden_id else None,
                      grade=grade, score=score, rule=rule, reason=reason,
                      request_id=_request_id())
         return moved
 
-    def _supersede(self, tx: Any, source_ids: Sequence[str]) -> None:
+    def _supersede(self, tx: Any, source_ids: Sequence[str], db: store.Direct = DIRECT) -> None:
         """Close open review items whose two records now share a golden Patient."""
-        items = [r for r in store.open_reviews(tx)
+        items = [r for r in db.open_reviews(tx)
                  if r.source_id in source_ids or r.candidate_id in source_ids]
-        goldens = store.golden_of(tx, [i for r in items for i in (r.source_id, r.candidate_id)])
+        goldens = db.golden_of(tx, [i for r in items for i in (r.source_id, r.candidate_id)])
         for item in items:
             g = goldens.get(item.source_id)
             if g is not None and g == goldens.get(item.candidate_id):
-                store.close_review(tx, item.id, "superseded", store.ALGORITHM, None)
+                db.close_review(tx, item.id, "superseded", store.ALGORITHM, None)
 
     # -- matching one record ------------------------------------------------------------------
     def _ranked(self, tx: Any, pid: str | None, features: Features, *,
                 hide_location: bool = False,
                 decisions: list[tuple[str, str, str]] | None = None,
-                ) -> list[tuple[str, Comparison, str]]:
+                db: store.Direct = DIRECT) -> list[tuple[str, Comparison, str]]:
         """Return (golden, best comparison, best candidate) for each golden a record may join.
 
         `decisions` are the decisions touching `pid` when the caller has read them already.
         """
-        cands = store.candidates(tx, blocking_keys(features), exclude=pid,
-                                 max_bucket=self.model.max_bucket)
-        links = store.get_links(tx, cands)
+        cands = db.candidates(tx, blocking_keys(features), exclude=pid,
+                              max_bucket=self.model.max_bucket)
+        links = db.get_links(tx, cands)
         forced: set[str] = set()
         apart: set[str] = set()
         if pid is not None:
@@ -302,7 +312,7 @@ class IdentityService:
                                           else decisions):
                 other = right if left == pid else left
                 (forced if decision == "link" else apart).add(other)
-        apart_goldens = set(store.golden_of(tx, sorted(apart)).values())
+        apart_goldens = set(db.golden_of(tx, sorted(apart)).values())
         best: dict[str, tuple[Comparison, str]] = {}
         for cid, link in links.items():
             if link.golden_id in apart_goldens:
@@ -316,7 +326,7 @@ class IdentityService:
                 found = Comparison(found.levels, found.weight, "certain", "manual", 1.0)
             if _better((found, cid), best.get(link.golden_id)):
                 best[link.golden_id] = (found, cid)
-        for gid_of in store.golden_of(tx, sorted(forced - set(links))).items():
+        for gid_of in db.golden_of(tx, sorted(forced - set(links))).items():
             cid, gid = gid_of
             if gid not in apart_goldens:
                 best[gid] = (Comparison({}, self.model.thresholds.certain, "certain", "manual",
@@ -352,14 +362,45 @@ class IdentityService:
         """
         later = _Refresh()
         if len(patients) > 1:
-            pids = [p["id"] for p in patients if isinstance(p, dict)
-                    and isinstance(p.get("id"), str) and valid_id(p["id"])]
+            pids = list(dict.fromkeys(p["id"] for p in patients if isinstance(p, dict)
+                                      and isinstance(p.get("id"), str) and valid_id(p["id"])))
             tx.lock(LOCK)  # what is read up front stays true until the transaction ends
-            later.linked_before = set(store.golden_of(tx, pids))
+            if self.batched:
+                self._begin_batch(tx, later, pids)
+            later.linked_before = set(later.db.golden_of(tx, pids))
             later.decisions = store.decisions_for(tx, pids)
         out = [self._resolve_in(tx, patient, later) for patient in patients]
+        later.db.flush(tx)
         self._refresh(tx, later.golden_ids, later.successors)
         return out
+
+    def _begin_batch(self, tx: Any, later: _Refresh, pids: Sequence[str]) -> None:
+        """Read the batch's source Patients at once and hold the identity tables per batch."""
+        later.locked = True
+        later.stored = tx.get_many_for_update(("Patient", pid) for pid in pids)
+        for (_, pid), found in later.stored.items():
+            if not found.deleted and found.content is not None:
+                body = orjson.loads(found.content)
+                if not is_golden(body):
+                    later.features[pid] = extract(body)
+        later.db = store.Batch(pids, functools.partial(self._batch_keys, later, pids),
+                               [self._golden_id(pid) for pid in pids], self.model.max_bucket)
+
+    @staticmethod
+    def _golden_id(seed: str) -> str:
+        return str(uuid.uuid5(NAMESPACE, f"golden/{seed}"))
+
+    def _batch_keys(self, later: _Refresh, pids: Sequence[str]) -> set[str]:
+        """Return the blocking keys of the batch's Patients that may need candidates."""
+        keys: set[str] = set()
+        for pid in pids:
+            features = later.features.get(pid)
+            if features is None:
+                continue
+            link = later.db.links.get(pid) if isinstance(later.db, store.Batch) else None
+            if link is None or link.digest != features.digest():
+                keys.update(blocking_keys(features))
+        return keys
 
     def _resolve_in(self, tx: Any, patient: dict[str, Any],
                     later: _Refresh) -> Resolution | None:
@@ -368,26 +409,31 @@ class IdentityService:
         pid = patient.get("id")
         if not isinstance(pid, str) or not valid_id(pid):
             return None
-        stored = tx.get("Patient", pid)
+        db = later.db
+        stored = (tx.get("Patient", pid) if later.stored is None
+                  else later.stored.get(("Patient", pid)))
         if stored is None:
             return None
-        tx.lock(LOCK)
+        if not later.locked:
+            tx.lock(LOCK)
         if stored.deleted or stored.content is None:
             self._forget_in(tx, pid, later)
             return None
-        body = orjson.loads(stored.content)
-        if is_golden(body):
-            return None
-        features = extract(body)
+        features = later.features.get(pid)
+        if features is None:
+            body = orjson.loads(stored.content)
+            if is_golden(body):
+                return None
+            features = extract(body)
         digest = features.digest()
-        current = None if later.unlinked(pid) else store.get_link(tx, pid)
+        current = None if later.unlinked(pid) else db.get_link(tx, pid)
         later.resolved.add(pid)
         if current is not None and current.digest == digest:
             return Resolution(pid, current.golden_id, current.grade, current.score,
                               current.rule, False)
-        store.set_keys(tx, pid, blocking_keys(features))
+        db.set_keys(tx, pid, blocking_keys(features))
         if current is not None and current.by_person:
-            store.put_link(tx, replace(current, features=features, digest=digest))
+            db.put_link(tx, replace(current, features=features, digest=digest))
             self._refresh(tx, [current.golden_id], later=later)
             return Resolution(pid, current.golden_id, current.grade, current.score,
                               current.rule, True)
@@ -395,15 +441,16 @@ class IdentityService:
 
     def _place(self, tx: Any, pid: str, features: Features, digest: str,
                current: store.Link | None, later: _Refresh) -> Resolution:
-        ranked = self._ranked(tx, pid, features, decisions=later.decisions_for(pid))
+        db = later.db
+        ranked = self._ranked(tx, pid, features, decisions=later.decisions_for(pid), db=db)
         target: tuple[str, Comparison, str] | None = None
         if ranked and ranked[0][1].rank >= GRADE_RANK["probable"]:
             target = ranked[0]
         old = current.golden_id if current else None
         touched: set[str] = {old} if old else set()
         if target is None:
-            alone = old is not None and [m.source_id for m in store.members(tx, old)] == [pid]
-            golden = old if alone and old else self._new_golden_id(tx, pid)
+            alone = old is not None and [m.source_id for m in db.members(tx, old)] == [pid]
+            golden = old if alone and old else self._new_golden_id(tx, pid, db=db)
             grade, score, rule = "certain", 0.0, "new-record"
         else:
             golden, found, _ = target
@@ -414,9 +461,9 @@ class IdentityService:
         if old != golden or current is None:
             self._move(tx, replace(link, golden_id=old or golden), golden,
                        action="link" if current is None else "move", decider=store.ALGORITHM,
-                       grade=grade, score=score, rule=rule, new=current is None)
+                       grade=grade, score=score, rule=rule, new=current is None, db=db)
         else:
-            store.put_link(tx, replace(link, grade=grade, score=score, rule=rule))
+            db.put_link(tx, replace(link, grade=grade, score=score, rule=rule))
         touched.add(golden)
         reviews: list[str] = []
         # A golden Patient this record leaves empty is replaced by the one it joined.
@@ -426,17 +473,17 @@ class IdentityService:
             if gid == golden:
                 continue
             if target is not None and found.grade == "certain" and found.rule in DETERMINISTIC:
-                mine = [m.source_id for m in store.members(tx, golden)]
-                theirs = [m.source_id for m in store.members(tx, gid)]
+                mine = [m.source_id for m in db.members(tx, golden)]
+                theirs = [m.source_id for m in db.members(tx, gid)]
                 if not self._apart_between(tx, mine, theirs):
-                    for other in store.members(tx, gid):
+                    for other in db.members(tx, gid):
                         self._move(tx, other, golden, action="merge", decider=store.ALGORITHM,
-                                   grade=found.grade, score=found.weight, rule=found.rule)
+                                   grade=found.grade, score=found.weight, rule=found.rule, db=db)
                     successors[gid] = golden
                     touched.add(gid)
                     continue
             if found.rank >= GRADE_RANK["possible"] and queued < MAX_REVIEWS_PER_RECORD:
-                item = store.queue_review(tx, pid, cid, found.weight, found.probability,
+                item = db.queue_review(tx, pid, cid, found.weight, found.probability,
                                           found.rule, found.levels)
                 queued += 1
                 if item:
@@ -444,16 +491,17 @@ class IdentityService:
         merged = any(g != old for g in successors)
         self._refresh(tx, touched, successors, later)
         if target is not None:
-            self._supersede(tx, [pid, *[m.source_id for m in store.members(tx, golden)]]
-                            if merged else [pid])
+            self._supersede(tx, [pid, *[m.source_id for m in db.members(tx, golden)]]
+                            if merged else [pid], db)
         return Resolution(pid, golden, grade, score, rule, True, tuple(reviews))
 
     def _forget_in(self, tx: Any, pid: str, later: _Refresh | None = None) -> None:
-        link = store.get_link(tx, pid)
+        db = later.db if later is not None else DIRECT
+        link = db.get_link(tx, pid)
         if link is None:
             return
-        store.drop_link(tx, pid)
-        store.record(tx, "unlink", decider=store.ALGORITHM, source_id=pid,
+        db.drop_link(tx, pid)
+        db.record(tx, "unlink", decider=store.ALGORITHM, source_id=pid,
                      previous_golden=link.golden_id, reason="the source Patient was deleted",
                      request_id=_request_id())
         self._refresh(tx, [link.golden_id], later=later)

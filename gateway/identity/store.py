@@ -6,8 +6,8 @@ changes commit or roll back with the resources they describe.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -353,12 +353,21 @@ def record(tx: Any, action: str, *, decider: str, source_id: str | None = None,
            grade: str | None = None, score: float | None = None, rule: str | None = None,
            reason: str | None = None, request_id: str | None = None) -> None:
     """Append one entry to the link history."""
-    tx.conn.execute(insert(identity_history).values(
-        id=str(uuid.uuid4()), at=utc_now(), action=action, source_id=source_id,
-        golden_id=golden_id, previous_golden=previous_golden, grade=grade,
-        score=None if score is None else float(score), rule=rule and rule[:64],
-        decider=decider[:160], reason=(reason or None) and reason[:512],
-        request_id=request_id and request_id[:64]))
+    tx.conn.execute(insert(identity_history).values(**_history_row(
+        action, decider, source_id, golden_id, previous_golden, grade, score, rule, reason,
+        request_id)))
+
+
+def _history_row(action: str, decider: str, source_id: str | None, golden_id: str | None,
+                 previous_golden: str | None, grade: str | None, score: float | None,
+                 rule: str | None, reason: str | None, request_id: str | None,
+                 ) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "at": utc_now(), "action": action,
+            "source_id": source_id, "golden_id": golden_id, "previous_golden": previous_golden,
+            "grade": grade, "score": None if score is None else float(score),
+            "rule": rule and rule[:64], "decider": decider[:160],
+            "reason": (reason or None) and reason[:512],
+            "request_id": request_id and request_id[:64]}
 
 
 def history(tx: Any, patient_id: str, count: int, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -399,8 +408,287 @@ def patient_rows(tx: Any) -> Iterator[tuple[str, str]]:
             yield row.res_id, row.content
 
 
+# -- one batch of resolutions --------------------------------------------------------------------
+class Direct:
+    """The identity tables as one resolution reads and writes them: a statement per call."""
+
+    def get_link(self, tx: Any, source_id: str) -> Link | None:
+        return get_link(tx, source_id)
+
+    def get_links(self, tx: Any, source_ids: Sequence[str]) -> dict[str, Link]:
+        return get_links(tx, source_ids)
+
+    def golden_of(self, tx: Any, source_ids: Sequence[str]) -> dict[str, str]:
+        return golden_of(tx, source_ids)
+
+    def members(self, tx: Any, golden_id: str) -> list[Link]:
+        return members(tx, golden_id)
+
+    def is_golden_id(self, tx: Any, golden_id: str) -> bool:
+        return is_golden_id(tx, golden_id)
+
+    def put_link(self, tx: Any, link: Link, *, new: bool = False) -> None:
+        put_link(tx, link, new=new)
+
+    def drop_link(self, tx: Any, source_id: str) -> None:
+        drop_link(tx, source_id)
+
+    def record(self, tx: Any, action: str, **values: Any) -> None:
+        record(tx, action, **values)
+
+    def set_keys(self, tx: Any, source_id: str, keys: Sequence[str]) -> None:
+        set_keys(tx, source_id, keys)
+
+    def candidates(self, tx: Any, keys: Sequence[str], *, exclude: str | None,
+                   max_bucket: int) -> list[str]:
+        return candidates(tx, keys, exclude=exclude, max_bucket=max_bucket)
+
+    def open_reviews(self, tx: Any) -> list[Review]:
+        return open_reviews(tx)
+
+    def queue_review(self, tx: Any, source_id: str, candidate_id: str, score: float,
+                     probability: float, rule: str, levels: dict[str, str]) -> str | None:
+        return queue_review(tx, source_id, candidate_id, score, probability, rule, levels)
+
+    def close_review(self, tx: Any, item_id: str, status: str, decider: str,
+                     reason: str | None) -> None:
+        close_review(tx, item_id, status, decider, reason)
+
+    def flush(self, tx: Any) -> None:
+        """Write what is held back (nothing here)."""
+
+
+_UNKNOWN = object()
+
+
+class Batch(Direct):
+    """The identity tables as a batch of resolutions (an ingest chunk) reads and writes them.
+
+    Reads and writes give the same answers as `Direct`, with fewer statements:
+
+    - blocking keys: the buckets of the batch's keys are read once (their sizes, then the
+      members of the buckets not too wide to stay so) and kept current in memory as the batch
+      replaces keys; the replaced keys are written by one delete and one multi-row insert;
+    - links: each link read or written is remembered, so a link read again costs nothing; new
+      links and history entries are held back and inserted together, before any statement
+      that reads the links table and when the batch ends;
+    - golden ids: whether the batch's own candidate golden ids are taken is read once and kept
+      current as links move;
+    - open review items: read once and kept current (re-read after an item is queued).
+
+    The tables are only ever written by the batch while it runs (the caller holds the identity
+    lock), so what it read stays true.
+    """
+
+    def __init__(self, pids: Sequence[str], wanted: Callable[[], Iterable[str]],
+                 watched: Iterable[str], max_bucket: int) -> None:
+        self.size = len(set(pids))
+        self.max_bucket = max_bucket
+        self.wanted = wanted  # the keys the batch will likely look up, read with the first
+        self.buckets: dict[str, set[str]] = {}
+        self.wide: set[str] = set()
+        self.keys_of: dict[str, set[str]] = {}  # loaded keys of sources the batch left alone
+        self.changed: dict[str, list[str]] = {}  # sources whose keys the batch replaced
+        self.links: dict[str, Link | None] = {}
+        self.new_links: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        self.watched = set(watched)
+        self.goldens: dict[str, set[str]] | None = None
+        self.reviews: list[Review] | None = None
+        self.primed = False
+
+    # -- held-back writes ---------------------------------------------------------------------
+    def _write_links(self, tx: Any) -> None:
+        if self.new_links:
+            rows, self.new_links = self.new_links, []
+            tx.insert_rows(identity_links, rows)
+        if self.history:
+            rows, self.history = self.history, []
+            tx.insert_rows(identity_history, rows)
+
+    def flush(self, tx: Any) -> None:
+        """Write the held-back links, history and replaced blocking keys."""
+        self._write_links(tx)
+        if self.changed:
+            changed, self.changed = self.changed, {}
+            for chunk in _chunks(sorted(changed)):
+                tx.conn.execute(delete(identity_blocks).where(
+                    identity_blocks.c.source_id.in_(chunk)))
+            tx.insert_rows(identity_blocks, [{"key": k, "source_id": pid}
+                                             for pid, keys in changed.items() for k in keys])
+            self.buckets, self.wide, self.keys_of = {}, set(), {}
+
+    # -- links --------------------------------------------------------------------------------
+    def _remember(self, link: Link) -> None:
+        self.links[link.source_id] = link
+
+    def _moved(self, source_id: str, golden_id: str | None) -> None:
+        """Keep the watched golden ids' members current as a link is written or dropped."""
+        previous = self.links.get(source_id, _UNKNOWN)
+        if self.goldens is None:
+            return
+        if previous is _UNKNOWN:
+            self.goldens = None  # read again when next asked
+            return
+        if isinstance(previous, Link) and previous.golden_id in self.goldens:
+            self.goldens[previous.golden_id].discard(source_id)
+        if golden_id is not None and golden_id in self.goldens:
+            self.goldens[golden_id].add(source_id)
+
+    def get_links(self, tx: Any, source_ids: Sequence[str]) -> dict[str, Link]:
+        missing = sorted({s for s in source_ids if s not in self.links})
+        if missing:
+            # the links of every source in the buckets read so far, read with the first miss
+            missing = sorted({*missing, *(s for members_ in self.buckets.values()
+                                          for s in members_ if s not in self.links)})
+            self._write_links(tx)
+            found = get_links(tx, missing)
+            for sid in missing:
+                self.links[sid] = found.get(sid)
+        out: dict[str, Link] = {}
+        for sid in sorted(set(source_ids)):
+            link = self.links[sid]
+            if link is not None:
+                out[sid] = link
+        return out
+
+    def get_link(self, tx: Any, source_id: str) -> Link | None:
+        return self.get_links(tx, [source_id]).get(source_id)
+
+    def golden_of(self, tx: Any, source_ids: Sequence[str]) -> dict[str, str]:
+        return {sid: link.golden_id for sid, link in self.get_links(tx, source_ids).items()}
+
+    def members(self, tx: Any, golden_id: str) -> list[Link]:
+        self._write_links(tx)
+        found = members(tx, golden_id)
+        for link in found:
+            self.links.setdefault(link.source_id, link)
+        return found
+
+    def is_golden_id(self, tx: Any, golden_id: str) -> bool:
+        if golden_id not in self.watched:
+            self._write_links(tx)
+            return is_golden_id(tx, golden_id)
+        if self.goldens is None:
+            self._write_links(tx)
+            self.goldens = {gid: set() for gid in self.watched}
+            for chunk in _chunks(sorted(self.watched)):
+                rows = tx.conn.execute(select(identity_links.c.source_id,
+                                              identity_links.c.golden_id)
+                                       .where(identity_links.c.golden_id.in_(chunk)))
+                for row in rows:
+                    self.goldens[row.golden_id].add(row.source_id)
+        return bool(self.goldens[golden_id])
+
+    def put_link(self, tx: Any, link: Link, *, new: bool = False) -> None:
+        self._moved(link.source_id, link.golden_id)
+        if new and self.links.get(link.source_id) is None:
+            now = utc_now()
+            self.new_links.append({
+                "source_id": link.source_id, "source": link.source, "golden_id": link.golden_id,
+                "grade": link.grade, "score": float(link.score), "rule": link.rule[:64],
+                "decider": link.decider[:160], "features": link.features.to_json(),
+                "digest": link.digest, "updated": now})
+            self._remember(replace(link, updated=now))
+            return
+        self._write_links(tx)
+        put_link(tx, link, new=new)
+        self.links.pop(link.source_id, None)  # read again when next asked
+
+    def drop_link(self, tx: Any, source_id: str) -> None:
+        self._moved(source_id, None)
+        self._write_links(tx)
+        tx.conn.execute(delete(identity_links).where(identity_links.c.source_id == source_id))
+        self.links[source_id] = None
+        self.set_keys(tx, source_id, [])
+
+    def record(self, tx: Any, action: str, *, decider: str, source_id: str | None = None,
+               golden_id: str | None = None, previous_golden: str | None = None,
+               grade: str | None = None, score: float | None = None, rule: str | None = None,
+               reason: str | None = None, request_id: str | None = None) -> None:
+        self.history.append(_history_row(action, decider, source_id, golden_id,
+                                         previous_golden, grade, score, rule, reason,
+                                         request_id))
+
+    # -- blocking -----------------------------------------------------------------------------
+    def _load(self, tx: Any, keys: Iterable[str]) -> None:
+        """Read the buckets of keys not read yet, as the batch's replaced keys leave them.
+
+        A bucket wider than the largest usable one plus the batch's size stays too wide
+        whatever the batch does, so only its size is read.
+        """
+        todo = sorted({k for k in keys if k not in self.buckets and k not in self.wide})
+        if not todo:
+            return
+        b = identity_blocks.c
+        small: list[str] = []
+        sizes: dict[str, int] = {}
+        for chunk in _chunks(todo):
+            for key, size in tx.conn.execute(select(b.key, func.count())
+                                             .where(b.key.in_(chunk)).group_by(b.key)):
+                sizes[key] = size
+        for key in todo:
+            if sizes.get(key, 0) > self.max_bucket + self.size:
+                self.wide.add(key)
+            else:
+                self.buckets[key] = set()
+                if sizes.get(key, 0):
+                    small.append(key)
+        for chunk in _chunks(small):
+            for row in tx.conn.execute(select(b.key, b.source_id).where(b.key.in_(chunk))):
+                if row.source_id not in self.changed:
+                    self.buckets[row.key].add(row.source_id)
+                    self.keys_of.setdefault(row.source_id, set()).add(row.key)
+        for pid, pkeys in self.changed.items():
+            for key in pkeys:
+                if key in todo and key in self.buckets:
+                    self.buckets[key].add(pid)
+
+    def set_keys(self, tx: Any, source_id: str, keys: Sequence[str]) -> None:
+        old = self.changed[source_id] if source_id in self.changed else self.keys_of.pop(
+            source_id, set())
+        for key in old:
+            if key in self.buckets:
+                self.buckets[key].discard(source_id)
+        self.changed[source_id] = list(keys)
+        for key in keys:
+            if key in self.buckets:
+                self.buckets[key].add(source_id)
+
+    def candidates(self, tx: Any, keys: Sequence[str], *, exclude: str | None,
+                   max_bucket: int) -> list[str]:
+        if not keys:
+            return []
+        self._load(tx, keys if self.primed else [*self.wanted(), *keys])
+        self.primed = True
+        found: set[str] = set()
+        for key in keys:
+            members_ = self.buckets.get(key)
+            if key in self.wide or not members_ or len(members_) > max_bucket:
+                continue
+            found |= members_
+        return sorted(sid for sid in found if sid != exclude)
+
+    # -- review queue -------------------------------------------------------------------------
+    def open_reviews(self, tx: Any) -> list[Review]:
+        if self.reviews is None:
+            self.reviews = open_reviews(tx)
+        return list(self.reviews)
+
+    def queue_review(self, tx: Any, source_id: str, candidate_id: str, score: float,
+                     probability: float, rule: str, levels: dict[str, str]) -> str | None:
+        self.reviews = None
+        return queue_review(tx, source_id, candidate_id, score, probability, rule, levels)
+
+    def close_review(self, tx: Any, item_id: str, status: str, decider: str,
+                     reason: str | None) -> None:
+        close_review(tx, item_id, status, decider, reason)
+        if self.reviews is not None:
+            self.reviews = [r for r in self.reviews if r.id != item_id]
+
+
 __all__ = [
-    "ALGORITHM", "Link", "Review", "all_decisions", "all_links", "candidates", "close_review",
+    "ALGORITHM", "Batch", "Direct", "Link", "Review", "all_decisions", "all_links", "candidates", "close_review",
     "count_open_reviews", "decisions_for", "drop_decisions_between", "drop_link",
     "drop_open_reviews", "get_link", "get_links", "get_review", "golden_of", "history",
     "is_golden_id", "list_reviews", "member_ids", "members", "members_of", "open_reviews", "patient_rows",

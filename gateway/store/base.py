@@ -109,6 +109,9 @@ class WriteSession(ReadSession, Protocol):
                             ) -> dict[tuple[str, str], StoredResource]:
         """Return the current versions of several resources, locked; unknown keys are absent."""
 
+    def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows carrying every column of a table, at once, after the staged writes."""
+
     def stage(self, res_type: str, res_id: str, resource: dict[str, Any], *,
               previous: StoredResource | None, method: str) -> StoredResource:
         """Store a new version as `put` does; its rows are written with the next `flush`.

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import operator
 import random
 import sqlite3
 import time
@@ -511,12 +512,37 @@ class _SqlWriteSession(_SqlReadSession):
             if values:
                 self._bulk_insert(table, values)
 
+    def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows carrying every column of a table at once (COPY on PostgreSQL)."""
+        self.flush()
+        if rows:
+            self._bulk_insert(table, rows)
+
     def _bulk_insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Insert many rows: an executemany on SQLite, COPY on PostgreSQL (one round trip)."""
-        if self.sqlite or len(rows) < COPY_MIN_ROWS:
+        """Insert many rows: an executemany on SQLite, COPY on PostgreSQL (one round trip).
+
+        Rows carry every column. On SQLite the driver's executemany is called directly with
+        the rows as tuples (what SQLAlchemy would send, without its per-row processing).
+        """
+        columns = [c.name for c in table.columns]
+        if self.sqlite:
+            statement = (f'INSERT INTO "{table.name}" ('
+                         + ", ".join(f'"{c}"' for c in columns) + ") VALUES ("
+                         + ", ".join("?" for _ in columns) + ")")
+            dbapi_conn: Any = self._conn.connection.dbapi_connection
+            cursor = dbapi_conn.cursor()
+            try:
+                values = operator.itemgetter(*columns)  # a tuple: every table has 2+ columns
+                cursor.executemany(statement, [values(row) for row in rows])
+            except self._conn.dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(statement, None, exc,
+                                          self._conn.dialect.loaded_dbapi.Error) from exc
+            finally:
+                cursor.close()
+            return
+        if len(rows) < COPY_MIN_ROWS:
             self._conn.execute(insert(table), rows)
             return
-        columns = [c.name for c in table.columns]
         statement = (f'COPY "{table.name}" (' + ", ".join(f'"{c}"' for c in columns)
                      + ") FROM STDIN")
         dbapi: Any = self._conn.connection.dbapi_connection
