@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["CallContext", "call_context", "current_call", "new_message_id"]
+__all__ = ["CallContext", "call_context", "current_call", "new_message_id", "new_uuid"]
 
 
 _BATCH = 256  # ids drawn from one os.urandom call
@@ -45,6 +45,15 @@ def new_message_id() -> str:
     The same value `str(uuid.uuid4()).upper()` gives, from random bytes drawn in blocks (one
     system call per 256 ids instead of one per id; a forked child draws its own).
     """
+    return _random_uuid("X")
+
+
+def new_uuid() -> str:
+    """Return a random UUID (version 4) as `str(uuid.uuid4())` writes it, drawn as above."""
+    return _random_uuid("x")
+
+
+def _random_uuid(case: str) -> str:
     pool = _pool
     if pool.pos >= len(pool.block) or pool.generation != _generation:
         pool.block = os.urandom(16 * _BATCH)
@@ -53,7 +62,7 @@ def new_message_id() -> str:
     start = pool.pos
     pool.pos = start + 16
     value = int.from_bytes(pool.block[start:start + 16], "big") & _VERSION_MASK | _VERSION_BITS
-    h = f"{value:032X}"
+    h = format(value, "032" + case)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

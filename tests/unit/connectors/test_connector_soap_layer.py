@@ -247,7 +247,12 @@ def test_message_ids_are_random_uuids_and_a_forked_child_draws_its_own() -> None
     import uuid
 
     from connectors.soap import new_message_id
+    from connectors.soap.context import new_uuid
 
+    lower = [new_uuid() for _ in range(200)]
+    assert len(set(lower)) == 200
+    assert all(str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+               for value in lower)
     ids = [new_message_id() for _ in range(1000)]
     assert len(set(ids)) == 1000
     for value in ids:
