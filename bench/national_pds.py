@@ -88,6 +88,8 @@ class Options:
     threads: int = 4
 
 
+# Every side runs once in every round, in an order that rotates from round to round.
+SIDES = ("brokered", "raw", "connector", "hop", "inprocess")
 DEFAULT = Options()
 QUICK = Options(rounds=4, calls=30, warmup=10, children=20)
 
@@ -272,6 +274,102 @@ class Side:
         }
 
 
+class InProcessGateway:
+    """The gateway app in the benchmark process, called through its WSGI interface.
+
+    The same app `wraparound serve` builds (`create_app` on the same settings, logging at the
+    same level, to a file through the same queue), called with a WSGI environ like the one a
+    server builds for `GET /national/pds/Patient/{nhs}` with the bearer token: everything the
+    broker does except the inbound TCP hop and the HTTP server's own parsing.
+    """
+
+    def __init__(self, env: dict[str, str], token: str, log_path: Path) -> None:
+        import logging
+        import logging.handlers
+        import queue
+
+        from gateway.app import create_app
+        from gateway.config import load_settings
+
+        settings = load_settings(env)
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._file = logging.FileHandler(log_path)
+        self._listener = logging.handlers.QueueListener(records, self._file)
+        self._listener.start()
+        self._handler = logging.handlers.QueueHandler(records)
+        root = logging.getLogger()
+        self._level = root.level
+        root.addHandler(self._handler)
+        root.setLevel(settings.log_level)
+        for noisy in ("zeep", "zeep.transports", "urllib3", "sqlalchemy", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        self.app = create_app(settings)
+        self._environ = {
+            "REQUEST_METHOD": "GET",
+            "SCRIPT_NAME": "",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_AUTHORIZATION": f"Bearer {token}",
+            "HTTP_ACCEPT": "application/fhir+json",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+
+    def get(self, path: str) -> tuple[str, bytes]:
+        """Return (status line, body) of one GET handled by the app."""
+        import io
+
+        environ = dict(self._environ)
+        environ["PATH_INFO"] = path
+        environ["wsgi.input"] = io.BytesIO(b"")
+        status: list[str] = []
+
+        def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None
+                           ) -> Any:
+            status.append(line)
+            return None
+
+        result = self.app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return status[0], body
+
+    def close(self) -> None:
+        """Store the queued AuditEvents, stop logging to the file, give the root logger back."""
+        import logging
+
+        services = self.app.extensions["wraparound"]
+        services.audit.flush()
+        services.store.engine.dispose()
+        root = logging.getLogger()
+        root.removeHandler(self._handler)
+        root.setLevel(self._level)
+        self._listener.stop()
+        self._file.close()
+
+
+def inprocess_call(gateway: InProcessGateway, number: str) -> None:
+    """One FHIR read handled in process; raise BenchError unless it is the child asked for."""
+    status, body = gateway.get(f"/national/pds/Patient/{number}")
+    if not status.startswith("200 "):
+        raise BenchError(f"in-process read answered {status}")
+    patient = json.loads(body)
+    if patient.get("resourceType") != "Patient" or patient.get("id") != number:
+        raise BenchError("in-process read answered another resource")
+
+
 def brokered_call(session: requests.Session, url: str, number: str) -> None:
     """One FHIR read through the gateway; raise BenchError unless it is the child asked for."""
     resp = session.get(url + number, timeout=30)
@@ -320,6 +418,7 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
         tmp / f"gateway-{db}.log",
     )
     relay = RelayProcess(pds_url, opts, env, tmp / f"relay-{db}.log")
+    inproc: InProcessGateway | None = None
     try:
         token = mint_token(url, env)
         gateway.start()
@@ -330,13 +429,15 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
         fhir = requests.Session()
         fhir.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
         soap = requests.Session()
+        inproc = InProcessGateway(env, token, tmp / f"inprocess-{db}.log")
         envelopes = capture_envelopes(pds_url, numbers)
         relay.load(envelopes)
         for i in range(opts.warmup):
             brokered_call(fhir, read_url, numbers[i % len(numbers)])
             raw_call(soap, pds_url, envelopes[numbers[i % len(numbers)]])
             hop_call(hop, relay_url, numbers[i % len(numbers)])
-        sides = {name: Side([], []) for name in ("brokered", "raw", "connector", "hop")}
+            inprocess_call(inproc, numbers[i % len(numbers)])
+        sides = {name: Side([], []) for name in SIDES}
         servers = {"brokered": gateway, "hop": relay}
         pds = build_pds_client(SoapSettings(address=pds_url))
 
@@ -347,6 +448,8 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
                 raw_call(soap, pds_url, envelopes[number])
             elif name == "hop":
                 hop_call(hop, relay_url, number)
+            elif name == "inprocess":
+                inprocess_call(inproc, number)
             else:
                 pds.get_patient_details_by_nhs_number(number)
 
@@ -356,12 +459,8 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
         connector_ratios: list[float] = []
         hop_ratios: list[float] = []
         over_hop: list[float] = []
-        rotations = (
-            ("brokered", "raw", "connector", "hop"),
-            ("raw", "hop", "brokered", "connector"),
-            ("connector", "brokered", "hop", "raw"),
-            ("hop", "connector", "raw", "brokered"),
-        )
+        inprocess_ratios: list[float] = []
+        rotations = tuple(SIDES[i:] + SIDES[:i] for i in range(len(SIDES)))
         for round_no in range(opts.rounds):
             if round_no % 4 == 0:
                 envelopes = capture_envelopes(pds_url, numbers)  # fresh WS-Security timestamps
@@ -377,6 +476,10 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
                     start = time.perf_counter()
                     one(name, number)
                     lat.append(time.perf_counter() - start)
+                if name == "inprocess":
+                    # The audit writer's group commits belong to this side (in the gunicorn
+                    # worker they run in the gateway's process too), not to the next one.
+                    inproc.app.extensions["wraparound"].audit.flush()
                 cpu1 = server.cpu_seconds() if server is not None else time.process_time()
                 if cpu0 is not None and cpu1 is not None:
                     side.cpu_seconds += cpu1 - cpu0
@@ -388,15 +491,19 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
             connector_ratios.append(medians["connector"] / medians["raw"])
             hop_ratios.append(medians["hop"] / medians["raw"])
             over_hop.append(medians["brokered"] / medians["hop"])
+            inprocess_ratios.append(medians["inprocess"] / medians["raw"])
             log(
                 f"[{db}] round {round_no + 1}/{opts.rounds}: brokered "
                 f"{medians['brokered'] * 1000:.2f} ms, raw {medians['raw'] * 1000:.2f} ms, "
                 f"connector {medians['connector'] * 1000:.2f} ms, "
-                f"hop {medians['hop'] * 1000:.2f} ms, ratio {ratios[-1]:.2f}"
+                f"hop {medians['hop'] * 1000:.2f} ms, "
+                f"in-process {medians['inprocess'] * 1000:.2f} ms, ratio {ratios[-1]:.2f}, "
+                f"in-process ratio {inprocess_ratios[-1]:.2f}"
             )
         summary = {name: side.summary() for name, side in sides.items()}
         b, r = summary["brokered"], summary["raw"]
         ratio = statistics.median(ratios)
+        inprocess_ratio = statistics.median(inprocess_ratios)
         return {
             **summary,
             "ratio": round(ratio, 3),
@@ -408,11 +515,20 @@ def run_database(db: str, url: str, opts: Options, tmp: Path, log: Any) -> dict[
             "cpu_ratio": round(b["cpu_ms_per_call"] / r["cpu_ms_per_call"], 2)
             if r["cpu_ms_per_call"]
             else None,
+            "inprocess_ratio": round(inprocess_ratio, 3),
+            "inprocess_round_ratios": [round(x, 3) for x in inprocess_ratios],
+            "inprocess_cpu_ratio": round(
+                summary["inprocess"]["cpu_ms_per_call"] / r["cpu_ms_per_call"], 2)
+            if r["cpu_ms_per_call"]
+            else None,
             "target": TARGET,
             "meets_target": ratio <= TARGET,
+            "inprocess_meets_target": inprocess_ratio <= TARGET,
             "failed": False,
         }
     finally:
+        if inproc is not None:
+            inproc.close()
         relay.stop()
         gateway.stop()
         mock.stop()
@@ -423,7 +539,8 @@ def print_table(results: dict[str, Any]) -> None:
     print(
         f"\n{'db':<9}{'brokered ms':>12}{'raw ms':>9}{'connector ms':>14}{'hop ms':>9}"
         f"{'ratio':>8}{'rounds':>12}{'connector/raw':>15}{'hop/raw':>9}{'brokered/hop':>14}"
-        f"{'cpu ms b/h/r':>20}"
+        f"{'cpu ms b/h/r':>20}{'in-process ms':>15}{'in-proc/raw':>13}{'rounds':>12}"
+        f"{'cpu ms in-proc':>16}"
     )
     for db, data in results["databases"].items():
         if "error" in data:
@@ -431,16 +548,21 @@ def print_table(results: dict[str, Any]) -> None:
             continue
         b, r, c, h = data["brokered"], data["raw"], data["connector"], data["hop"]
         rounds = f"{min(data['round_ratios']):.2f}-{max(data['round_ratios']):.2f}"
+        i, in_r = data["inprocess"], data["inprocess_round_ratios"]
+        inrounds = f"{min(in_r):.2f}-{max(in_r):.2f}"
         cpu = f"{b['cpu_ms_per_call']:.2f}/{h['cpu_ms_per_call']:.2f}/{r['cpu_ms_per_call']:.2f}"
         print(
             f"{db:<9}{b['median_ms']:>12.2f}{r['median_ms']:>9.2f}{c['median_ms']:>14.2f}"
             f"{h['median_ms']:>9.2f}{data['ratio']:>8.2f}{rounds:>12}"
             f"{data['connector_ratio']:>15.2f}{data['hop_ratio']:>9.2f}"
             f"{data['gateway_over_hop']:>14.2f}{cpu:>20}"
+            f"{i['median_ms']:>15.2f}{data['inprocess_ratio']:>13.2f}{inrounds:>12}"
+            f"{i['cpu_ms_per_call']:>16.2f}"
         )
     print(
         f"target: brokered/raw <= {TARGET} (median over rounds of the per-round ratio); "
-        "ratio ~ hop/raw x brokered/hop"
+        "ratio ~ hop/raw x brokered/hop; in-proc/raw: the same read handled by the gateway app "
+        "in the benchmark process (everything but the inbound hop)"
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from connectors.soap.context import new_uuid
 from gateway.config import Settings, check_settings, load_settings
 from gateway.errors import (
     GatewayError,
@@ -172,7 +173,7 @@ def _register_health(app: Flask) -> None:
 def _register_request_log(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
-        g.request_id = request.headers.get("X-Request-ID", "")[:64] or str(uuid.uuid4())
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or new_uuid()
         g.started = time.perf_counter()
 
     @app.after_request

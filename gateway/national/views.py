@@ -61,9 +61,26 @@ SOAP_XML = "text/xml; charset=utf-8"
 
 
 # -- helpers ----------------------------------------------------------------------------------
+# Public roots worked out from requests, by (scheme, Host, script root): werkzeug's host_url
+# decodes the host (IDNA) on every request. Bounded, as the Host header is the client's.
+_ROOTS: dict[tuple[str, str, str], str] = {}
+_MAX_ROOTS = 64
+
+
 def _root() -> str:
     configured = get_services().settings.base_url
-    return configured.rstrip("/") if configured else request.host_url.rstrip("/")
+    if configured:
+        return configured.rstrip("/")
+    environ = request.environ
+    key = (environ.get("wsgi.url_scheme", ""), environ.get("HTTP_HOST", ""),
+           environ.get("SERVER_NAME", "") + ":" + environ.get("SERVER_PORT", "") + "|"
+           + environ.get("SCRIPT_NAME", ""))
+    root = _ROOTS.get(key)
+    if root is None:
+        root = request.host_url.rstrip("/")
+        if len(_ROOTS) < _MAX_ROOTS:
+            _ROOTS[key] = root
+    return root
 
 
 def national_base(service: str) -> str:

@@ -80,6 +80,19 @@ def test_superseded_number_answers_the_current_record(
     assert resp.headers["Content-Location"].endswith(f"/national/pds/Patient/{record['nhs_number']}")
 
 
+def test_links_use_the_host_each_request_came_to(
+        client: FlaskClient, seed: dict[str, Any]) -> None:
+    record = next(p for p in seed["pds"] if p["superseded_nhs_numbers"])
+    old = record["superseded_nhs_numbers"][0]
+    for host, scheme in (("one.example", "http"), ("two.example:8443", "https"),
+                         ("one.example", "http")):
+        resp = client.get(f"/national/pds/Patient/{old}", headers={"Host": host},
+                          environ_overrides={"wsgi.url_scheme": scheme})
+        assert resp.status_code == 200
+        assert resp.headers["Content-Location"] == (
+            f"{scheme}://{host}/national/pds/Patient/{record['nhs_number']}")
+
+
 def test_modulus_11_is_checked_before_any_call(
         client: FlaskClient, mock_state: Callable[[str], dict[str, Any]]) -> None:
     before = mock_state("pds")["calls"]

@@ -240,3 +240,34 @@ def test_non_200_without_fault_is_invalid(pds: PdsClient, canned: Callable[[str]
         _serve(rs, canned("pds/verifyNHSNumber.response.xml"), status=202)
         with pytest.raises(InvalidResponse):
             pds.verify_nhs_number("9990128383", DOB)
+
+
+def test_message_ids_are_random_uuids_and_a_forked_child_draws_its_own() -> None:
+    import os
+    import uuid
+
+    from connectors.soap import new_message_id
+    from connectors.soap.context import new_uuid
+
+    lower = [new_uuid() for _ in range(200)]
+    assert len(set(lower)) == 200
+    assert all(str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+               for value in lower)
+    ids = [new_message_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed).upper() == value
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the next ids it makes, as its parent's pool would have made them
+        os.close(read)
+        os.write(write, ",".join(new_message_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split(",")
+    os.waitpid(pid, 0)
+    parent = [new_message_id() for _ in range(5)]
+    assert len(child) == 5 and not set(child) & set(parent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,33 @@ def test_schemas_load_once_and_report_without_values() -> None:
     )
     lines = xml.schema_errors(schema, bad)
     assert lines and all("9990128383" not in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"<a>" * 64 + b"</a>" * 64,
+        b"<a>" * 65 + b"</a>" * 65,
+        b"<a>" * 70 + b"</a>" * 70,
+        b"<a><x:include xmlns:x='http://www.w3.org/2001/XInclude'/></a>",
+        b"<a><b><x:y xmlns:x='http://www.w3.org/2003/XInclude'/></b></a>",
+        b"<a>" * 66 + b"<x:i xmlns:x='http://www.w3.org/2001/XInclude'/>" + b"</a>" * 66,
+        b"<a>&amp;<b>&#65;</b></a>",
+        b"<a><b>text</b><c/></a>",
+    ],
+)
+def test_screened_check_reports_what_the_full_walk_reports(document: bytes) -> None:
+    from lxml import etree
+
+    from connectors.soap.xml import _check, _walk, parser
+
+    root = etree.fromstring(document, parser())
+
+    def outcome(check: Any) -> str | None:
+        try:
+            check(root, 64)
+        except UnsafeXml as exc:
+            return str(exc)
+        return None
+
+    assert outcome(_check) == outcome(_walk)
