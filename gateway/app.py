@@ -51,6 +51,12 @@ def configure_logging(level: str) -> None:
     """
     global _listener
     if _listener is None:
+        # The format uses none of the caller's file, line, thread or process: do not collect
+        # them for every record (the logging HOWTO's "Optimization" settings).
+        logging._srcfile = None  # type: ignore[attr-defined]
+        logging.logThreads = False
+        logging.logProcesses = False
+        logging.logMultiprocessing = False
         stream = logging.StreamHandler()
         stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
