@@ -6,12 +6,16 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from gateway.fhir.registry import ResourceType, SearchParam
 
 _HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+# The pure string functions below are cached: ingest meets the same names, dates and
+# references many times (codes, sources, golden Patients recomposed from their members).
+_CACHE_SIZE = 4096
 _DATE_RE = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
@@ -30,6 +34,7 @@ class IndexRows:
     uris: list[tuple[str, str]]
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalise_string(value: str) -> str:
     """Return the case- and accent-insensitive form used for string search."""
     decomposed = unicodedata.normalize("NFKD", value)
@@ -41,6 +46,7 @@ def _fmt(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def date_range(value: str) -> tuple[str, str] | None:
     """Return the UTC [low, high] instant range a FHIR date/dateTime/instant covers, or None."""
     m = _DATE_RE.match(value)
@@ -116,6 +122,7 @@ def _walk(node: Any, path: tuple[str, ...]) -> list[Any]:
     return out
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def parse_reference(ref: str) -> tuple[str | None, str] | None:
     """Return (type, id) for a literal reference ("Patient/1", a full URL, or "#contained")."""
     if not ref or ref.startswith(("#", "urn:")):
