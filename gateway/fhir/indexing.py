@@ -182,14 +182,69 @@ def _dates(value: Any) -> Iterator[tuple[str, str]]:
         yield low, high
 
 
+_Entry = tuple[int, SearchParam, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A type's (param, path) pairs, by the top-level key each path starts with."""
+
+    params: tuple[SearchParam, ...]  # what the plan was built from
+    by_key: dict[str, list[_Entry]]
+    always: list[_Entry]  # paths starting with a choice element (or empty): always walked
+
+
+_PLANS: dict[int, tuple[ResourceType, _Plan]] = {}
+
+
+def _plan(rtype: ResourceType) -> _Plan:
+    params = tuple(rtype.params.values())
+    cached = _PLANS.get(id(rtype))
+    if cached is not None and cached[0] is rtype and cached[1].params == params:
+        return cached[1]
+    by_key: dict[str, list[_Entry]] = {}
+    always: list[_Entry] = []
+    order = 0
+    for param in params:
+        for path in param.paths:
+            entry = (order, param, path)
+            order += 1
+            if not path or path[0].endswith("[x]"):
+                always.append(entry)
+            else:
+                by_key.setdefault(path[0], []).append(entry)
+    plan = _Plan(params, by_key, always)
+    _PLANS[id(rtype)] = (rtype, plan)
+    return plan
+
+
 def extract_index(rtype: ResourceType, resource: dict[str, Any]) -> IndexRows:
     """Return every index row the resource's registered search parameters produce."""
     rows = IndexRows([], [], [], [], [], [])
-    for param in rtype.params.values():
-        for path in param.paths:
-            for value in _walk(resource, path):
-                _add(rows, param, value)
+    if type(resource) is not dict:
+        for param in rtype.params.values():
+            for path in param.paths:
+                for value in _walk(resource, path):
+                    _add(rows, param, value)
+        return rows
+    # Only the paths whose first key the resource has can find anything: walk those, in the
+    # order of the parameters and their paths.
+    plan = _plan(rtype)
+    entries = list(plan.always)
+    by_key = plan.by_key
+    for key in resource:
+        hit = by_key.get(key)
+        if hit is not None:
+            entries.extend(hit)
+    entries.sort(key=_order)
+    for _, param, path in entries:
+        for value in _walk(resource, path):
+            _add(rows, param, value)
     return rows
+
+
+def _order(entry: _Entry) -> int:
+    return entry[0]
 
 
 def _add(rows: IndexRows, param: SearchParam, value: Any) -> None:
