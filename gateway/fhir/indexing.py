@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
@@ -182,7 +182,8 @@ def _dates(value: Any) -> Iterator[tuple[str, str]]:
         yield low, high
 
 
-_Entry = tuple[int, SearchParam, tuple[str, ...]]
+_Adder = Callable[[IndexRows, Any], None]
+_Entry = tuple[int, SearchParam, tuple[str, ...], _Adder]
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,9 @@ def _plan(rtype: ResourceType) -> _Plan:
     always: list[_Entry] = []
     order = 0
     for param in params:
+        adder = _adder(param)
         for path in param.paths:
-            entry = (order, param, path)
+            entry = (order, param, path, adder)
             order += 1
             if not path or path[0].endswith("[x]"):
                 always.append(entry)
@@ -237,14 +239,50 @@ def extract_index(rtype: ResourceType, resource: dict[str, Any]) -> IndexRows:
         if hit is not None:
             entries.extend(hit)
     entries.sort(key=_order)
-    for _, param, path in entries:
+    for _, _, path, add in entries:
         for value in _walk(resource, path):
-            _add(rows, param, value)
+            add(rows, value)
     return rows
 
 
 def _order(entry: _Entry) -> int:
     return entry[0]
+
+
+def _adder(param: SearchParam) -> _Adder:
+    """Return _add for one parameter, its type decided once."""
+    name = param.name
+    kind = param.type
+    if kind == "token":
+        def add(rows: IndexRows, value: Any) -> None:
+            if type(value) is str:
+                rows.tokens.append((name, None, value))
+                return
+            for system, code in _tokens(param, value):
+                rows.tokens.append((name, system, code))
+    elif kind == "string":
+        def add(rows: IndexRows, value: Any) -> None:
+            for s in _strings(value):
+                rows.strings.append((name, normalise_string(s)[:512], s[:512]))
+    elif kind == "date":
+        def add(rows: IndexRows, value: Any) -> None:
+            for low, high in _dates(value):
+                rows.dates.append((name, low, high))
+    elif kind == "reference":
+        targets = param.targets
+
+        def add(rows: IndexRows, value: Any) -> None:
+            if isinstance(value, dict) and isinstance(value.get("reference"), str):
+                parsed = parse_reference(value["reference"])
+                if parsed and (not targets or parsed[0] in targets):
+                    rows.references.append((name, parsed[0], parsed[1]))
+    elif kind in ("number", "uri"):
+        def add(rows: IndexRows, value: Any) -> None:
+            _add(rows, param, value)
+    else:
+        def add(rows: IndexRows, value: Any) -> None:
+            return None
+    return add
 
 
 def _add(rows: IndexRows, param: SearchParam, value: Any) -> None:
