@@ -333,12 +333,15 @@ class _Checker:
         return value
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # below 32, except tab, LF and CR
+
+
 def _convert(kind: str, raw: Any, date_format: str) -> Any:
     if kind in ("string", "code"):
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise ValueError(f"expected text, got {type(raw).__name__}")
         text = raw.strip() if isinstance(raw, str) else str(raw)
-        if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
+        if _CONTROL.search(text) is not None:
             raise ValueError("contains control characters")
         return text
     if kind == "bool":

@@ -1298,7 +1298,7 @@ def _guard_test(kind: str, args: tuple[Any, ...], table: _Table) -> _Test:
     groups = [_keys(table, name) for name in args]
 
     def present(obj: Mapping[str, Any]) -> list[bool]:
-        return [any(key in obj for key in keys) for keys in groups]
+        return [not obj.keys().isdisjoint(keys) for keys in groups]
 
     def text(obj: Mapping[str, Any]) -> str | None:
         value = obj.get(args[0])

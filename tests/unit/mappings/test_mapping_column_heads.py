@@ -1,4 +1,4 @@
-"""Numbered column groups: the remembered key list answers as scanning every record would."""
+"""Input checks: numbered column groups and control characters, as the plain scans give them."""
 from __future__ import annotations
 
 import re
@@ -44,3 +44,11 @@ def test_groups_match_a_full_scan(columns: str, records: list[dict[Any, Any]]) -
                for head, keys in _column_heads(columns, record)]
         assert [(h, list(f.items())) for h, f in got] == \
                [(h, list(f.items())) for h, f in _scan(columns, record)]
+
+
+def test_control_characters_are_those_below_32_but_tab_lf_cr() -> None:
+    from mappings.inputs import _CONTROL
+
+    for code in range(0x3000):
+        ch = chr(code)
+        assert (_CONTROL.search(f"a{ch}b") is not None) == (code < 32 and ch not in "\t\n\r")
