@@ -106,6 +106,17 @@ class Node(Protocol):
 
 def clean(value: Any) -> Any:
     """Return an expression result as JSON-ready data with empty elements removed (or DROP)."""
+    kind = type(value)
+    if kind is str:  # the common cases first, as the checks below would treat them
+        text = value.strip()
+        return text if text else DROP
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            c = clean(v)
+            if c is not DROP:
+                out[str(k)] = c
+        return out or DROP
     if value is None or isinstance(value, (Undefined, _Drop)):
         return DROP
     if isinstance(value, bool):

@@ -172,6 +172,34 @@ class _Missing:
 _MISSING = _Missing()
 
 
+# The numbered groups a `columns` pattern finds among a record's keys, for the last key list
+# seen: every record of a CSV export has the same keys, in the same order.
+_HEADS: dict[str, tuple[list[Any], list[tuple[str, list[str]]]]] = {}
+
+
+def _column_heads(columns: str, record: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """Return (head, the record's keys starting with it) per group number, in number order."""
+    keys = list(record)
+    cached = _HEADS.get(columns)
+    if cached is not None and cached[0] == keys:
+        return cached[1]
+    prefix, _, suffix = columns.partition("{n}")
+    numbers: set[int] = set()
+    for key in keys:
+        if not isinstance(key, str) or not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):]
+        match = re.match(r"(\d+)", rest)
+        if match and rest[len(match.group(1)):].startswith(suffix):
+            numbers.add(int(match.group(1)))
+    heads = []
+    for n in sorted(numbers):
+        head = f"{prefix}{n}{suffix}"
+        heads.append((head, [k for k in keys if isinstance(k, str) and k.startswith(head)]))
+    _HEADS[columns] = (keys, heads)
+    return heads
+
+
 @dataclass
 class _Checker:
     spec: InputSpec
@@ -218,22 +246,9 @@ class _Checker:
 
     def column_group(self, spec: FieldSpec, record: Mapping[str, Any], where: str) -> Any:
         assert spec.columns is not None
-        prefix, _, suffix = spec.columns.partition("{n}")
-        numbers: set[int] = set()
-        for key in record:
-            if not isinstance(key, str) or not key.startswith(prefix):
-                continue
-            rest = key[len(prefix):]
-            match = re.match(r"(\d+)", rest)
-            if match and rest[len(match.group(1)):].startswith(suffix):
-                numbers.add(int(match.group(1)))
         items: list[dict[str, Any]] = []
-        for n in sorted(numbers):
-            head = f"{prefix}{n}{suffix}"
-            flat = {
-                k[len(head):]: v for k, v in record.items()
-                if isinstance(k, str) and k.startswith(head)
-            }
+        for head, keys in _column_heads(spec.columns, record):
+            flat = {k[len(head):]: record[k] for k in keys}
             for item_spec in spec.items:
                 self.consumed.add(head + item_spec.path)
             if all(self.is_null(v) for v in flat.values()):
@@ -318,12 +333,15 @@ class _Checker:
         return value
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # below 32, except tab, LF and CR
+
+
 def _convert(kind: str, raw: Any, date_format: str) -> Any:
     if kind in ("string", "code"):
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise ValueError(f"expected text, got {type(raw).__name__}")
         text = raw.strip() if isinstance(raw, str) else str(raw)
-        if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
+        if _CONTROL.search(text) is not None:
             raise ValueError("contains control characters")
         return text
     if kind == "bool":

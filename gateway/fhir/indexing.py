@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from gateway.fhir.registry import ResourceType, SearchParam
 
 _HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+# The pure string functions below are cached: ingest meets the same names, dates and
+# references many times (codes, sources, golden Patients recomposed from their members).
+_CACHE_SIZE = 4096
 _DATE_RE = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
@@ -30,6 +34,7 @@ class IndexRows:
     uris: list[tuple[str, str]]
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalise_string(value: str) -> str:
     """Return the case- and accent-insensitive form used for string search."""
     decomposed = unicodedata.normalize("NFKD", value)
@@ -41,6 +46,7 @@ def _fmt(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def date_range(value: str) -> tuple[str, str] | None:
     """Return the UTC [low, high] instant range a FHIR date/dateTime/instant covers, or None."""
     m = _DATE_RE.match(value)
@@ -116,6 +122,7 @@ def _walk(node: Any, path: tuple[str, ...]) -> list[Any]:
     return out
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def parse_reference(ref: str) -> tuple[str | None, str] | None:
     """Return (type, id) for a literal reference ("Patient/1", a full URL, or "#contained")."""
     if not ref or ref.startswith(("#", "urn:")):
@@ -175,14 +182,107 @@ def _dates(value: Any) -> Iterator[tuple[str, str]]:
         yield low, high
 
 
+_Adder = Callable[[IndexRows, Any], None]
+_Entry = tuple[int, SearchParam, tuple[str, ...], _Adder]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A type's (param, path) pairs, by the top-level key each path starts with."""
+
+    params: tuple[SearchParam, ...]  # what the plan was built from
+    by_key: dict[str, list[_Entry]]
+    always: list[_Entry]  # paths starting with a choice element (or empty): always walked
+
+
+_PLANS: dict[int, tuple[ResourceType, _Plan]] = {}
+
+
+def _plan(rtype: ResourceType) -> _Plan:
+    params = tuple(rtype.params.values())
+    cached = _PLANS.get(id(rtype))
+    if cached is not None and cached[0] is rtype and cached[1].params == params:
+        return cached[1]
+    by_key: dict[str, list[_Entry]] = {}
+    always: list[_Entry] = []
+    order = 0
+    for param in params:
+        adder = _adder(param)
+        for path in param.paths:
+            entry = (order, param, path, adder)
+            order += 1
+            if not path or path[0].endswith("[x]"):
+                always.append(entry)
+            else:
+                by_key.setdefault(path[0], []).append(entry)
+    plan = _Plan(params, by_key, always)
+    _PLANS[id(rtype)] = (rtype, plan)
+    return plan
+
+
 def extract_index(rtype: ResourceType, resource: dict[str, Any]) -> IndexRows:
     """Return every index row the resource's registered search parameters produce."""
     rows = IndexRows([], [], [], [], [], [])
-    for param in rtype.params.values():
-        for path in param.paths:
-            for value in _walk(resource, path):
-                _add(rows, param, value)
+    if type(resource) is not dict:
+        for param in rtype.params.values():
+            for path in param.paths:
+                for value in _walk(resource, path):
+                    _add(rows, param, value)
+        return rows
+    # Only the paths whose first key the resource has can find anything: walk those, in the
+    # order of the parameters and their paths.
+    plan = _plan(rtype)
+    entries = list(plan.always)
+    by_key = plan.by_key
+    for key in resource:
+        hit = by_key.get(key)
+        if hit is not None:
+            entries.extend(hit)
+    entries.sort(key=_order)
+    for _, _, path, add in entries:
+        for value in _walk(resource, path):
+            add(rows, value)
     return rows
+
+
+def _order(entry: _Entry) -> int:
+    return entry[0]
+
+
+def _adder(param: SearchParam) -> _Adder:
+    """Return _add for one parameter, its type decided once."""
+    name = param.name
+    kind = param.type
+    if kind == "token":
+        def add(rows: IndexRows, value: Any) -> None:
+            if type(value) is str:
+                rows.tokens.append((name, None, value))
+                return
+            for system, code in _tokens(param, value):
+                rows.tokens.append((name, system, code))
+    elif kind == "string":
+        def add(rows: IndexRows, value: Any) -> None:
+            for s in _strings(value):
+                rows.strings.append((name, normalise_string(s)[:512], s[:512]))
+    elif kind == "date":
+        def add(rows: IndexRows, value: Any) -> None:
+            for low, high in _dates(value):
+                rows.dates.append((name, low, high))
+    elif kind == "reference":
+        targets = param.targets
+
+        def add(rows: IndexRows, value: Any) -> None:
+            if isinstance(value, dict) and isinstance(value.get("reference"), str):
+                parsed = parse_reference(value["reference"])
+                if parsed and (not targets or parsed[0] in targets):
+                    rows.references.append((name, parsed[0], parsed[1]))
+    elif kind in ("number", "uri"):
+        def add(rows: IndexRows, value: Any) -> None:
+            _add(rows, param, value)
+    else:
+        def add(rows: IndexRows, value: Any) -> None:
+            return None
+    return add
 
 
 def _add(rows: IndexRows, param: SearchParam, value: Any) -> None:

@@ -877,6 +877,7 @@ class _Element:
         "code_pattern",
         "codes",
         "concept",
+        "good",
         "invariants",
         "kind",
         "many",
@@ -905,6 +906,9 @@ class _Element:
         self.concept: tuple[str, frozenset[str], str] | None = None
         self.invariants: tuple[_Invariant, ...] = ()
         self.targets: frozenset[str] | None = None  # resource types a Reference may point to
+        # Short strings already found valid here (see _Walker.primitive): bounded, so memory
+        # stays flat however many distinct values an export holds.
+        self.good: set[str] = set()
 
 
 class _Table:
@@ -1294,7 +1298,7 @@ def _guard_test(kind: str, args: tuple[Any, ...], table: _Table) -> _Test:
     groups = [_keys(table, name) for name in args]
 
     def present(obj: Mapping[str, Any]) -> list[bool]:
-        return [any(key in obj for key in keys) for keys in groups]
+        return [not obj.keys().isdisjoint(keys) for keys in groups]
 
     def text(obj: Mapping[str, Any]) -> str | None:
         value = obj.get(args[0])
@@ -1335,6 +1339,12 @@ def _name_in_path(key: object) -> str:
     if isinstance(key, str) and _RE_NAME.fullmatch(key):
         return key
     return "?"
+
+
+# Remembering valid primitive strings per element (False: check every value every time).
+_CACHE_GOOD_VALUES = True
+_GOOD_VALUE_CHARS = 256
+_GOOD_VALUES_PER_ELEMENT = 2048
 
 
 class _Walker:
@@ -1504,6 +1514,21 @@ class _Walker:
 
     def primitive(self, value: object, element: _Element, path: str) -> None:
         """Validate a primitive value: JSON type, format and binding."""
+        # Every check below depends on the element and the value alone, so a string once
+        # found valid for an element is valid there again (codes, systems, constant texts).
+        if type(value) is str and _CACHE_GOOD_VALUES:
+            good = element.good
+            if value in good:
+                return
+            issues = len(self.issues)
+            self._primitive(value, element, path)
+            if (len(self.issues) == issues and len(value) <= _GOOD_VALUE_CHARS
+                    and len(good) < _GOOD_VALUES_PER_ELEMENT):
+                good.add(value)
+            return
+        self._primitive(value, element, path)
+
+    def _primitive(self, value: object, element: _Element, path: str) -> None:
         problem = element.check(value)
         if problem is not None:
             self.add("error", problem[0], path, f"{element.path} {problem[1]}")

@@ -10,6 +10,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -29,6 +30,13 @@ def norm_name(value: object) -> str:
     """Return a name folded for comparison: lower case, no accents, apostrophes or stray marks."""
     if not isinstance(value, str):
         return ""
+    return _norm_name(value)
+
+
+# Names and address lines recur (a Patient is folded when matched, when its golden Patient is
+# recomposed, and its relatives share names): the folding of recent strings is kept.
+@lru_cache(maxsize=8192)
+def _norm_name(value: str) -> str:
     text = unicodedata.normalize("NFKD", value)
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
     text = re.sub(r"['’`.]", "", text)
@@ -40,6 +48,11 @@ def norm_name(value: object) -> str:
 def _norm_line(value: object) -> str:
     if not isinstance(value, str):
         return ""
+    return _norm_line_text(value)
+
+
+@lru_cache(maxsize=8192)
+def _norm_line_text(value: str) -> str:
     text = unicodedata.normalize("NFKD", value)
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
     return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text).split())

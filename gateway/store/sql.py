@@ -505,12 +505,14 @@ class _SqlWriteSession(_SqlReadSession):
         except IntegrityError as exc:
             raise RetryableConflict("a concurrent write created the same resource") from exc
         self._drop_index_many([k for k, e in staged.items() if e.base is not None])
-        batches: dict[Any, list[dict[str, Any]]] = {}
+        # Index rows as tuples in their tables' column order (res_type, res_id, then the row),
+        # the rows _index_rows would give, without a dict per row.
+        tuples: dict[Any, list[tuple[Any, ...]]] = {}
         for (res_type, res_id), entry in staged.items():
-            self._index_rows(res_type, res_id, entry.resource, batches)
-        for table, values in batches.items():
+            self._index_tuples(res_type, res_id, entry.resource, tuples)
+        for table, values in tuples.items():
             if values:
-                self._bulk_insert(table, values)
+                self._insert_tuples(table, [c.name for c in table.columns], values)
 
     def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """Insert rows carrying every column of a table at once (COPY on PostgreSQL)."""
@@ -525,6 +527,15 @@ class _SqlWriteSession(_SqlReadSession):
         the rows as tuples (what SQLAlchemy would send, without its per-row processing).
         """
         columns = [c.name for c in table.columns]
+        if self.sqlite or len(rows) >= COPY_MIN_ROWS:
+            values = operator.itemgetter(*columns)  # a tuple: every table has 2+ columns
+            self._insert_tuples(table, columns, [values(row) for row in rows])
+            return
+        self._conn.execute(insert(table), rows)
+
+    def _insert_tuples(self, table: Any, columns: list[str],
+                       rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows given as tuples in `columns` order, as _bulk_insert does."""
         if self.sqlite:
             statement = (f'INSERT INTO "{table.name}" ('
                          + ", ".join(f'"{c}"' for c in columns) + ") VALUES ("
@@ -532,8 +543,7 @@ class _SqlWriteSession(_SqlReadSession):
             dbapi_conn: Any = self._conn.connection.dbapi_connection
             cursor = dbapi_conn.cursor()
             try:
-                values = operator.itemgetter(*columns)  # a tuple: every table has 2+ columns
-                cursor.executemany(statement, [values(row) for row in rows])
+                cursor.executemany(statement, rows)
             except self._conn.dialect.loaded_dbapi.Error as exc:
                 raise DBAPIError.instance(statement, None, exc,
                                           self._conn.dialect.loaded_dbapi.Error) from exc
@@ -541,7 +551,7 @@ class _SqlWriteSession(_SqlReadSession):
                 cursor.close()
             return
         if len(rows) < COPY_MIN_ROWS:
-            self._conn.execute(insert(table), rows)
+            self._conn.execute(insert(table), [dict(zip(columns, row)) for row in rows])
             return
         statement = (f'COPY "{table.name}" (' + ", ".join(f'"{c}"' for c in columns)
                      + ") FROM STDIN")
@@ -549,7 +559,7 @@ class _SqlWriteSession(_SqlReadSession):
         try:
             with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
                 for row in rows:
-                    copy.write_row([row[c] for c in columns])
+                    copy.write_row(row)
         except self._conn.dialect.loaded_dbapi.Error as exc:
             # as SQLAlchemy reports driver errors: IntegrityError, OperationalError, ...
             raise DBAPIError.instance(statement, None, exc,
@@ -657,6 +667,24 @@ class _SqlWriteSession(_SqlReadSession):
         into.setdefault(idx_number, []).extend(
             dict(owner, param=p, value=v) for p, v in rows.numbers)
         into.setdefault(idx_uri, []).extend(dict(owner, param=p, value=v) for p, v in rows.uris)
+
+    def _index_tuples(self, res_type: str, res_id: str, resource: dict[str, Any],
+                      into: dict[Any, list[tuple[Any, ...]]]) -> None:
+        """Add the resource's index rows as _index_rows does, as tuples in column order."""
+        rtype = self.registry.get(res_type)
+        if rtype is None:
+            return
+        rows = extract_index(rtype, resource)
+        if not into:
+            for table in INDEX_TABLES:
+                into[table] = []
+        into[idx_token].extend((res_type, res_id, p, s, c[:512]) for p, s, c in rows.tokens)
+        into[idx_string].extend((res_type, res_id, p, n, v) for p, n, v in rows.strings)
+        into[idx_date].extend((res_type, res_id, p, lo, hi) for p, lo, hi in rows.dates)
+        into[idx_reference].extend((res_type, res_id, p, t, i[:64])
+                                   for p, t, i in rows.references)
+        into[idx_number].extend((res_type, res_id, p, v) for p, v in rows.numbers)
+        into[idx_uri].extend((res_type, res_id, p, v) for p, v in rows.uris)
 
     def _insert_batches(self, batches: dict[Any, list[dict[str, Any]]]) -> None:
         for table, values in batches.items():
