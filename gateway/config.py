@@ -33,7 +33,7 @@
 | WRAPAROUND_CPIS_INBOUND_PASSWORD | the password they must carry with it | none (not checked) |
 | WRAPAROUND_CPIS_INBOUND_CERT | PEM certificate inbound CP-IS notifications must be signed with | none |
 | WRAPAROUND_CPIS_INBOUND_REQUIRE_SIGNATURE | refuse unsigned inbound notifications (true/false) | true in production, else false |
-| WRAPAROUND_DB_POOL_SIZE | PostgreSQL connections kept per process (0: open one per unit of work) | 10 |
+| WRAPAROUND_DB_POOL_SIZE | Database connections kept per process, SQLite and PostgreSQL (0: open one per unit of work) | 10 |
 | WRAPAROUND_RATE_LIMIT_PER_MINUTE | requests per client per minute per process (0: off) | 6000 |
 | WRAPAROUND_OUTBOX_CPIS_UPLOAD | queue a CP-IS upload when a plan changes (true/false) | true |
 | WRAPAROUND_OUTBOX_LEASE_SECONDS | how long a worker holds a claimed message | 30 |
