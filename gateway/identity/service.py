@@ -1003,10 +1003,9 @@ def compartment(tx: Any, patients: Sequence[str]) -> list[StoredResource]:
     inner: dict[tuple[str, str], None] = {}
     for start in range(0, len(patients), 500):
         chunk = list(patients[start:start + 500])
-        # AuditEvents refer to whatever a request touched: they are the trail, not the record.
+        # AuditEvents (the trail, not the record) keep their references in a table of their own.
         rows = tx.conn.execute(select(r.res_type, r.res_id).where(
-            r.target_type == "Patient", r.target_id.in_(chunk),
-            r.res_type != "AuditEvent").distinct())
+            r.target_type == "Patient", r.target_id.in_(chunk)).distinct())
         for row in rows:
             inner[(row.res_type, row.res_id)] = None
     keys.update(inner)

@@ -102,6 +102,24 @@ idx_reference = Table(
     Index("ix_reference_owner", "res_type", "res_id"),
 )
 
+# AuditEvents' references in a table of their own. Every read writes one event referring to the
+# child read: in the shared table those rows would crowd each resource's reverse-reference
+# entries (what $everything and _revinclude walk), and its owner-first lookup index would be
+# written at a random page per row. Here one index leads with the target, so an event's rows
+# (entity and patient, same target) land side by side, and the owner index is time-ordered
+# because audit ids are (see gateway.security.audit.time_ordered_ids).
+idx_audit_reference = Table(
+    "idx_audit_reference",
+    metadata,
+    Column("res_type", String(TYPE_LEN), nullable=False),
+    Column("res_id", String(ID_LEN), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("target_type", String(TYPE_LEN), nullable=True),
+    Column("target_id", String(ID_LEN), nullable=False),
+    Index("ix_audit_reference_target", "target_id", "target_type", "param"),
+    Index("ix_audit_reference_owner", "res_id"),
+)
+
 idx_number = Table(
     "idx_number",
     metadata,
@@ -314,3 +332,18 @@ subscriptions = Table(
 )
 
 INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference, idx_number, idx_uri)
+# The reference index of each resource type kept apart from the shared one.
+SEPARATE_REFERENCES = {"AuditEvent": idx_audit_reference}
+
+
+def reference_table(res_type: str) -> Table:
+    """Return the table holding a resource type's reference index rows."""
+    return SEPARATE_REFERENCES.get(res_type, idx_reference)
+
+
+def index_tables(res_type: str) -> tuple[Table, ...]:
+    """Return the index tables a resource type's rows live in (INDEX_TABLES' order)."""
+    separate = SEPARATE_REFERENCES.get(res_type)
+    if separate is None:
+        return INDEX_TABLES
+    return tuple(separate if table is idx_reference else table for table in INDEX_TABLES)

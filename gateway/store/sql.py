@@ -47,10 +47,11 @@ from gateway.store.schema import (
     INDEX_TABLES,
     idx_date,
     idx_number,
-    idx_reference,
     idx_string,
     idx_token,
     idx_uri,
+    index_tables,
+    reference_table,
     resource_history,
     resources,
     search_sets,
@@ -236,10 +237,10 @@ class _SqlReadSession:
         """Return resources referenced by (_include) or referring to (_revinclude) the page."""
         if not ids:
             return []
-        r = idx_reference.c
         keys: list[tuple[str, str]] = []
         seen: set[tuple[str, str]] = {(res_type, i) for i in ids}
         for inc in includes:
+            r = reference_table(inc.source_type).c
             stmt = select(r.target_type, r.target_id).where(
                 r.res_type == inc.source_type, r.param == inc.param, r.res_id.in_(list(ids)),
                 r.target_type.is_not(None),
@@ -252,6 +253,7 @@ class _SqlReadSession:
                     seen.add(key)
                     keys.append(key)
         for inc in revincludes:
+            r = reference_table(inc.source_type).c
             stmt = select(r.res_type, r.res_id).where(
                 r.res_type == inc.source_type, r.param == inc.param,
                 r.target_type == res_type, r.target_id.in_(list(ids)),
@@ -303,7 +305,7 @@ class _SqlReadSession:
             return and_(*[self._date_cond(res.last_updated, res.last_updated, v) for v in crit.values])
         table = {
             "string": idx_string, "token": idx_token, "date": idx_date,
-            "reference": idx_reference, "number": idx_number, "uri": idx_uri,
+            "reference": reference_table(res_type), "number": idx_number, "uri": idx_uri,
         }[crit.kind]
         if crit.modifier == "missing":
             present = select(table.c.res_id).where(
@@ -591,7 +593,7 @@ class _SqlWriteSession(_SqlReadSession):
         for rtype, ids in by_type.items():
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                for table in INDEX_TABLES:
+                for table in index_tables(rtype):
                     self._conn.execute(delete(table).where(table.c.res_type == rtype,
                                                            table.c.res_id.in_(chunk)))
 
@@ -645,7 +647,7 @@ class _SqlWriteSession(_SqlReadSession):
                               True, None, "DELETE")
 
     def _drop_index(self, res_type: str, res_id: str) -> None:
-        for table in INDEX_TABLES:
+        for table in index_tables(res_type):
             self.conn.execute(delete(table).where(table.c.res_type == res_type,
                                                   table.c.res_id == res_id))
 
@@ -662,7 +664,7 @@ class _SqlWriteSession(_SqlReadSession):
             dict(owner, param=p, value_norm=n, value=v) for p, n, v in rows.strings)
         into.setdefault(idx_date, []).extend(
             dict(owner, param=p, low=lo, high=hi) for p, lo, hi in rows.dates)
-        into.setdefault(idx_reference, []).extend(
+        into.setdefault(reference_table(res_type), []).extend(
             dict(owner, param=p, target_type=t, target_id=i[:64]) for p, t, i in rows.references)
         into.setdefault(idx_number, []).extend(
             dict(owner, param=p, value=v) for p, v in rows.numbers)
@@ -681,8 +683,8 @@ class _SqlWriteSession(_SqlReadSession):
         into[idx_token].extend((res_type, res_id, p, s, c[:512]) for p, s, c in rows.tokens)
         into[idx_string].extend((res_type, res_id, p, n, v) for p, n, v in rows.strings)
         into[idx_date].extend((res_type, res_id, p, lo, hi) for p, lo, hi in rows.dates)
-        into[idx_reference].extend((res_type, res_id, p, t, i[:64])
-                                   for p, t, i in rows.references)
+        into.setdefault(reference_table(res_type), []).extend(
+            (res_type, res_id, p, t, i[:64]) for p, t, i in rows.references)
         into[idx_number].extend((res_type, res_id, p, v) for p, v in rows.numbers)
         into[idx_uri].extend((res_type, res_id, p, v) for p, v in rows.uris)
 
@@ -739,7 +741,7 @@ class _SqlWriteSession(_SqlReadSession):
              [(t, rid, p, n, v) for rid, _, _, rows in records for p, n, v in rows.strings]),
             (idx_date, ("param", "low", "high"),
              [(t, rid, p, lo, hi) for rid, _, _, rows in records for p, lo, hi in rows.dates]),
-            (idx_reference, ("param", "target_type", "target_id"),
+            (reference_table(t), ("param", "target_type", "target_id"),
              [(t, rid, p, tt, i[:64]) for rid, _, _, rows in records
               for p, tt, i in rows.references]),
             (idx_number, ("param", "value"),

@@ -13,10 +13,22 @@ import sqlalchemy as sa
 
 from gateway.fhir.indexing import extract_index
 from gateway.fhir.registry import load_registry
-from gateway.security.audit import AuditContext, AuditTrail, audit_index, build_event
+from gateway.security.audit import (
+    AuditContext,
+    AuditTrail,
+    audit_index,
+    build_event,
+    time_ordered_ids,
+)
 from gateway.security.context import Caller
 from gateway.store import SqlResourceStore, make_engine
-from gateway.store.schema import INDEX_TABLES, idx_reference, resource_history, resources
+from gateway.store.schema import (
+    idx_audit_reference,
+    idx_reference,
+    index_tables,
+    resource_history,
+    resources,
+)
 
 REGISTRY = load_registry()
 AUDIT = REGISTRY.get("AuditEvent")
@@ -97,7 +109,7 @@ def _stored(engine: sa.Engine, ids: list[str]) -> tuple[list[tuple[Any, ...]], .
     pos = {rid: n for n, rid in enumerate(ids)}
     out = []
     with engine.connect() as conn:
-        for table in (resources, resource_history, *INDEX_TABLES):
+        for table in (resources, resource_history, *index_tables("AuditEvent")):
             rows = conn.execute(sa.select(table).where(table.c.res_type == "AuditEvent",
                                                        table.c.res_id.in_(ids))).mappings()
             found = []
@@ -130,12 +142,44 @@ def test_batch_stores_what_the_generic_write_path_stores(store: SqlResourceStore
     assert sum(len(rows) for rows in index_rows) > 5 * len(events)
 
 
-def test_batch_ids_are_random_uuids(store: SqlResourceStore) -> None:
+def test_batch_ids_are_time_ordered_version_7_uuids(store: SqlResourceStore) -> None:
+    before = time.time_ns() // 1_000_000
     AuditTrail(store).store_batch(_events()[:3])
+    AuditTrail(store).store_batch(_events()[:3])
+    after = time.time_ns() // 1_000_000
     with store.engine.connect() as conn:
-        ids = list(conn.execute(sa.select(resources.c.res_id).where(
-            resources.c.res_type == "AuditEvent")).scalars())
-    assert len(set(ids)) == 3 and all(uuid.UUID(i).version == 4 for i in ids)
+        rows = conn.execute(sa.select(resources.c.res_id, resources.c.content).where(
+            resources.c.res_type == "AuditEvent")).all()
+    ids = [uuid.UUID(rid) for rid, _ in rows]
+    assert len(set(ids)) == 6
+    assert all(one.version == 7 and one.variant == uuid.RFC_4122 for one in ids)
+    assert all(before <= one.int >> 80 <= after for one in ids)
+    # Within a batch the ids follow the order of the events; each stored event has its id.
+    by_content = {json.loads(content)["id"]: rid for rid, content in rows}
+    assert by_content == {rid: rid for rid, _ in rows}
+    first = sorted(str(one) for one in ids)[:3]
+    assert first == sorted(first) and len({one[:14] for one in first}) <= 2
+
+
+def test_time_ordered_ids_sort_in_the_order_they_were_drawn() -> None:
+    drawn = [rid for _ in range(50) for rid in time_ordered_ids(7)]
+    assert len(set(drawn)) == len(drawn)
+    assert [rid[:13] for rid in drawn] == sorted(rid[:13] for rid in drawn)  # by millisecond
+    batch = time_ordered_ids(300)
+    assert batch == sorted(batch)
+
+
+def test_audit_references_stay_out_of_the_shared_reference_index(
+        store: SqlResourceStore) -> None:
+    AuditTrail(store).store_batch(_events()[:2])
+    with store.engine.connect() as conn:
+        shared = conn.execute(sa.select(sa.func.count()).select_from(idx_reference).where(
+            idx_reference.c.res_type == "AuditEvent")).scalar_one()
+        own = conn.execute(sa.select(idx_audit_reference.c.param,
+                                     idx_audit_reference.c.target_id)).all()
+    assert shared == 0
+    assert sorted(own) == [("entity", "f1"), ("entity", "o1"), ("entity", "p1"),
+                           ("entity", "p1"), ("patient", "p1"), ("patient", "p1")]
 
 
 def test_writer_groups_queued_events_and_flush_waits_for_them(store: SqlResourceStore) -> None:
@@ -145,9 +189,9 @@ def test_writer_groups_queued_events_and_flush_waits_for_them(store: SqlResource
         trail.record(build_event(CALLER, ctx, "success", request_id=f"r{n}", status=200))
     trail.flush()
     with store.engine.connect() as conn:
-        refs = sorted(conn.execute(sa.select(idx_reference.c.target_id).where(
-            idx_reference.c.res_type == "AuditEvent",
-            idx_reference.c.param == "patient")).scalars())
+        refs = sorted(conn.execute(sa.select(idx_audit_reference.c.target_id).where(
+            idx_audit_reference.c.res_type == "AuditEvent",
+            idx_audit_reference.c.param == "patient")).scalars())
         stamps = set(conn.execute(sa.select(resources.c.last_updated).where(
             resources.c.res_type == "AuditEvent")).scalars())
     assert refs == sorted(f"p{n}" for n in range(30))
@@ -189,9 +233,9 @@ class _FlakyStore:
 
 def _audited_patients(store: SqlResourceStore) -> list[str]:
     with store.engine.connect() as conn:
-        return sorted(conn.execute(sa.select(idx_reference.c.target_id).where(
-            idx_reference.c.res_type == "AuditEvent",
-            idx_reference.c.param == "patient")).scalars())
+        return sorted(conn.execute(sa.select(idx_audit_reference.c.target_id).where(
+            idx_audit_reference.c.res_type == "AuditEvent",
+            idx_audit_reference.c.param == "patient")).scalars())
 
 
 def test_a_database_outage_delays_audit_events_but_loses_none(store: SqlResourceStore) -> None:
