@@ -30,3 +30,44 @@ def test_sqlite_runs_durable(tmp_path: object) -> None:
 def test_memory_sqlite_refused() -> None:
     with pytest.raises(StorageConfigError):
         make_engine("sqlite:///:memory:")
+
+
+def test_audit_references_move_to_their_own_table_and_back(db_url: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from gateway.store.migrate import _config
+    from gateway.store.schema import idx_audit_reference, idx_reference
+
+    engine = make_engine(db_url, pool_size=0)
+    rows = [{"res_type": "AuditEvent", "res_id": "a1", "param": "entity",
+             "target_type": "Patient", "target_id": "p1"},
+            {"res_type": "Flag", "res_id": "f1", "param": "patient",
+             "target_type": "Patient", "target_id": "p1"}]
+
+    def run(step: str, revision: str) -> None:
+        cfg = _config()
+        with engine.connect().execution_options(wraparound_write=True) as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, revision)
+            conn.commit()
+
+    def refs(table: sa.Table) -> list[tuple[str, str]]:
+        with engine.connect() as conn:
+            return sorted((r.res_type, r.res_id) for r in conn.execute(sa.select(table)))
+
+    try:
+        run("downgrade", "0004")
+        with engine.begin() as conn:
+            conn.execute(sa.insert(idx_reference), rows)
+        run("upgrade", "head")
+        assert refs(idx_reference) == [("Flag", "f1")]
+        assert refs(idx_audit_reference) == [("AuditEvent", "a1")]
+        run("downgrade", "0004")
+        assert refs(idx_reference) == [("AuditEvent", "a1"), ("Flag", "f1")]
+    finally:
+        run("upgrade", "head")
+        with engine.begin() as conn:
+            conn.execute(sa.delete(idx_reference))
+        engine.dispose()
+    assert current_revision(engine) == head_revision()
