@@ -10,6 +10,7 @@ the API and only the auditor reads them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import logging
 import os
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from gateway.fhir.indexing import IndexRows, date_range, extract_index, parse_reference
 from gateway.fhir.registry import ResourceType
 from gateway.security.context import Caller
+from gateway.store.schema import stored_references
 from gateway.store.sql import SqlResourceStore, stamp, utc_now
 from vocab import systems
 
@@ -193,11 +195,59 @@ def _reference(value: Any) -> tuple[str | None, str] | None:
     return None
 
 
+# The token rows of the codes build_event writes, made once.
+_ACTION_ROWS = {code: ("action", None, code) for code in set(ACTIONS.values())}
+_OUTCOME_ROWS = {code: ("outcome", None, code) for code in OUTCOMES.values()}
+_BTG_ROWS = tuple(("purpose", c["system"], c["code"]) for c in _BTG)
+
+
+def _own_event_rows(event: dict[str, Any]) -> IndexRows | None:
+    """Return the index rows of an event as build_event makes it, or None for any other shape.
+
+    Such an event is recognised by the parts it shares with every other (type and source, the
+    same objects) and by having no other elements than build_event writes; its agent carries
+    an identifier, never a reference. The rows are those `audit_index` gives, without walking.
+    """
+    if (event.get("type") is not _TYPE or event.get("source") is not _SOURCE
+            or not event.keys() <= _OWN_KEYS):
+        return None
+    subtype = _SHARED_TOKENS.get(id(event.get("subtype")))
+    action = _ACTION_ROWS.get(event.get("action"))  # type: ignore[arg-type]
+    outcome = _OUTCOME_ROWS.get(event.get("outcome"))  # type: ignore[arg-type]
+    recorded = event.get("recorded")
+    if (subtype is None or subtype[0] is not event["subtype"] or action is None
+            or outcome is None or not isinstance(recorded, str)
+            or not _OWN_INSTANT.fullmatch(recorded)):
+        return None
+    tokens = [*_TYPE_ROWS, *subtype[1], action, outcome]
+    purpose = event.get("purposeOfEvent")
+    if purpose is not None:
+        if not (isinstance(purpose, list) and len(purpose) == 1
+                and purpose[0].get("coding") is _BTG):
+            return None
+        tokens.extend(_BTG_ROWS)
+    instant = recorded[:23] + "000"
+    refs: list[tuple[str, str | None, str]] = []
+    for entity in event.get("entity", ()):
+        what = entity.get("what")
+        if what is not None:
+            ref = parse_reference(what["reference"])
+            if ref is not None:
+                refs.append(("entity", ref[0], ref[1]))
+    return IndexRows(tokens, [], [("date", instant, instant)], refs, [], [])
+
+
 def audit_index(event: dict[str, Any], rtype: ResourceType) -> IndexRows:
-    """Return the index rows of an AuditEvent: the rows `extract_index(rtype, event)` returns,
-    read straight from the elements the AuditEvent search parameters use."""
+    """Return the index rows stored for an AuditEvent: the rows `extract_index(rtype, event)`
+    returns less the derived ones (`stored_references`), read straight from the elements the
+    AuditEvent search parameters use."""
+    own = _own_event_rows(event)
+    if own is not None:
+        return own
     if not event.keys() <= _INDEXED_KEYS:
-        return extract_index(rtype, event)
+        rows = extract_index(rtype, event)
+        return dataclasses.replace(
+            rows, references=stored_references("AuditEvent", rows.references))
     tokens: list[tuple[str, str | None, str]] = []
     for param, key in (("type", "type"), ("subtype", "subtype"), ("action", "action"),
                        ("outcome", "outcome"), ("purpose", "purposeOfEvent")):
@@ -237,8 +287,7 @@ def audit_index(event: dict[str, Any], rtype: ResourceType) -> IndexRows:
         ref = _reference(entity.get("what")) if isinstance(entity, dict) else None
         if ref:
             entity_refs.append(ref)
-    refs.extend(("entity", t, i) for t, i in entity_refs)
-    refs.extend(("patient", t, i) for t, i in entity_refs if t == "Patient")
+    refs.extend(("entity", t, i) for t, i in entity_refs)  # `patient` is read from these
     source = event.get("source")
     ref = _reference(source.get("observer")) if isinstance(source, dict) else None
     if ref:
@@ -247,6 +296,9 @@ def audit_index(event: dict[str, Any], rtype: ResourceType) -> IndexRows:
 
 
 _share_tokens("type", _TYPE)
+_TYPE_ROWS = _SHARED_TOKENS[id(_TYPE)][1]
+_OWN_KEYS = frozenset({"resourceType", "type", "subtype", "action", "recorded", "outcome",
+                       "outcomeDesc", "purposeOfEvent", "agent", "source", "entity"})
 
 
 def time_ordered_ids(count: int) -> list[str]:

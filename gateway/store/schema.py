@@ -336,6 +336,23 @@ INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference, idx_number, idx_
 SEPARATE_REFERENCES = {"AuditEvent": idx_audit_reference}
 
 
+# Reference search parameters answered from another parameter's rows, which are then not stored
+# twice: type -> {parameter: (the parameter whose rows hold it, the target type they must have)}.
+# An AuditEvent's `patient` is its `entity` rows that point at a Patient (resource_types.yaml).
+DERIVED_REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
+    "AuditEvent": {"patient": ("entity", "Patient")},
+}
+
+
+def stored_references(res_type: str, rows: list[tuple[str, str | None, str]],
+                      ) -> list[tuple[str, str | None, str]]:
+    """Return the (param, target type, target id) rows of a resource that are stored."""
+    derived = DERIVED_REFERENCES.get(res_type)
+    if derived is None:
+        return rows
+    return [row for row in rows if row[0] not in derived]
+
+
 def reference_table(res_type: str) -> Table:
     """Return the table holding a resource type's reference index rows."""
     return SEPARATE_REFERENCES.get(res_type, idx_reference)

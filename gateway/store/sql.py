@@ -44,6 +44,7 @@ from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
 from gateway.store.base import Change, RetryableConflict, StoredResource, StoreUnavailable
 from gateway.store.schema import (
+    DERIVED_REFERENCES,
     INDEX_TABLES,
     idx_date,
     idx_number,
@@ -55,6 +56,7 @@ from gateway.store.schema import (
     resource_history,
     resources,
     search_sets,
+    stored_references,
 )
 from vocab import systems
 
@@ -241,12 +243,14 @@ class _SqlReadSession:
         seen: set[tuple[str, str]] = {(res_type, i) for i in ids}
         for inc in includes:
             r = reference_table(inc.source_type).c
+            param, target = _stored_param(inc.source_type, inc.param)
             stmt = select(r.target_type, r.target_id).where(
-                r.res_type == inc.source_type, r.param == inc.param, r.res_id.in_(list(ids)),
+                r.res_type == inc.source_type, r.param == param, r.res_id.in_(list(ids)),
                 r.target_type.is_not(None),
             )
-            if inc.target_type:
-                stmt = stmt.where(r.target_type == inc.target_type)
+            for wanted in (inc.target_type, target):
+                if wanted:
+                    stmt = stmt.where(r.target_type == wanted)
             for row in self.conn.execute(stmt.limit(limit + 1)):
                 key = (row.target_type, row.target_id)
                 if key not in seen:
@@ -254,8 +258,11 @@ class _SqlReadSession:
                     keys.append(key)
         for inc in revincludes:
             r = reference_table(inc.source_type).c
+            param, target = _stored_param(inc.source_type, inc.param)
+            if target is not None and target != res_type:
+                continue
             stmt = select(r.res_type, r.res_id).where(
-                r.res_type == inc.source_type, r.param == inc.param,
+                r.res_type == inc.source_type, r.param == param,
                 r.target_type == res_type, r.target_id.in_(list(ids)),
             )
             for row in self.conn.execute(stmt.limit(limit + 1)):
@@ -307,12 +314,18 @@ class _SqlReadSession:
             "string": idx_string, "token": idx_token, "date": idx_date,
             "reference": reference_table(res_type), "number": idx_number, "uri": idx_uri,
         }[crit.kind]
+        name, target = (_stored_param(res_type, crit.name) if crit.kind == "reference"
+                        else (crit.name, None))
         if crit.modifier == "missing":
             present = select(table.c.res_id).where(
-                table.c.res_type == res_type, table.c.param == crit.name)
+                table.c.res_type == res_type, table.c.param == name)
+            if target is not None:
+                present = present.where(table.c.target_type == target)
             return res.res_id.not_in(present) if crit.values[0] else res.res_id.in_(present)
         conds = [self._value_cond(table, crit, v) for v in crit.values]
-        sub = self._ids_where(table, res_type, crit.name, conds)
+        sub = self._ids_where(table, res_type, name, conds)
+        if target is not None:
+            sub = sub.where(table.c.target_type == target)
         if crit.kind == "token" and crit.modifier == "not":
             return res.res_id.not_in(sub)
         return res.res_id.in_(sub)
@@ -665,7 +678,8 @@ class _SqlWriteSession(_SqlReadSession):
         into.setdefault(idx_date, []).extend(
             dict(owner, param=p, low=lo, high=hi) for p, lo, hi in rows.dates)
         into.setdefault(reference_table(res_type), []).extend(
-            dict(owner, param=p, target_type=t, target_id=i[:64]) for p, t, i in rows.references)
+            dict(owner, param=p, target_type=t, target_id=i[:64])
+            for p, t, i in stored_references(res_type, rows.references))
         into.setdefault(idx_number, []).extend(
             dict(owner, param=p, value=v) for p, v in rows.numbers)
         into.setdefault(idx_uri, []).extend(dict(owner, param=p, value=v) for p, v in rows.uris)
@@ -684,7 +698,8 @@ class _SqlWriteSession(_SqlReadSession):
         into[idx_string].extend((res_type, res_id, p, n, v) for p, n, v in rows.strings)
         into[idx_date].extend((res_type, res_id, p, lo, hi) for p, lo, hi in rows.dates)
         into.setdefault(reference_table(res_type), []).extend(
-            (res_type, res_id, p, t, i[:64]) for p, t, i in rows.references)
+            (res_type, res_id, p, t, i[:64])
+            for p, t, i in stored_references(res_type, rows.references))
         into[idx_number].extend((res_type, res_id, p, v) for p, v in rows.numbers)
         into[idx_uri].extend((res_type, res_id, p, v) for p, v in rows.uris)
 
@@ -781,6 +796,13 @@ class _SqlWriteSession(_SqlReadSession):
                 chunk = rows[start:start + per]
                 self.conn.exec_driver_sql(head + ", ".join([one] * len(chunk)),
                                           tuple(value for row in chunk for value in row))
+
+
+def _stored_param(res_type: str, param: str) -> tuple[str, str | None]:
+    """Return the parameter whose reference rows answer `param`, and the target type they must
+    have (None: any), as DERIVED_REFERENCES declares."""
+    derived = DERIVED_REFERENCES.get(res_type, {}).get(param)
+    return derived if derived is not None else (param, None)
 
 
 def _pg_array_type(column_type: Any) -> str:

@@ -125,3 +125,59 @@ def test_audit_events_are_valid_fhir(app: Flask, fhir: FhirActions) -> None:
     for entry in auditor.get("/fhir/AuditEvent").get_json()["entry"]:
         errors = [i for i in validate_resource(entry["resource"]) if i.severity == "error"]
         assert errors == []
+
+
+def test_audit_patient_parameter_is_answered_from_entity_rows(app: Flask,
+                                                              fhir: FhirActions) -> None:
+    child = fhir.created(make_patient())
+    other = fhir.created(make_patient(nhs="9434765870", family="Other"))
+    flag = fhir.created({"resourceType": "Flag", "status": "active",
+                         "code": {"text": "note"}, "subject": {"reference": f"Patient/{child['id']}"}})
+    health = client_as(app, "health")
+    for _ in range(2):
+        health.get(f"/fhir/Patient/{child['id']}")
+    health.get(f"/fhir/Patient/{other['id']}")
+    health.get(f"/fhir/Flag/{flag['id']}")
+    app.extensions["wraparound"].audit.flush()
+    auditor = client_as(app, "auditor")
+
+    def ids(query: str) -> set[str]:
+        bundle = auditor.get(f"/fhir/AuditEvent?{query}&_count=100").get_json()
+        return {e["resource"]["id"] for e in bundle.get("entry", [])
+                if e["search"]["mode"] == "match"}
+
+    by_entity = ids(f"entity=Patient/{child['id']}")
+    assert len(by_entity) >= 3  # its creation and two reads
+    assert ids(f"patient=Patient/{child['id']}") == by_entity
+    assert ids(f"patient={child['id']}") == by_entity
+    assert ids(f"patient={child['id']},{other['id']}") == by_entity | ids(
+        f"entity=Patient/{other['id']}")
+    # a Flag is an entity but not a patient
+    flag_events = ids(f"entity=Flag/{flag['id']}")
+    assert flag_events and not flag_events & ids(f"patient={flag['id']}")
+    everything = ids("_sort=date")
+    with_patient = ids("patient:missing=false")
+    assert with_patient and with_patient == everything - ids("patient:missing=true")
+    assert not flag_events & with_patient - by_entity
+    # _include and _revinclude through the derived parameter (in the store: the auditor may
+    # read AuditEvents only, so the API leaves every included Patient out)
+    from gateway.fhir.search import Include
+
+    store = app.extensions["wraparound"].store
+    events = sorted(by_entity | flag_events)
+
+    def included(includes: list[Include], revincludes: list[Include], res_type: str,
+                 page: list[str]) -> set[tuple[str, str]]:
+        found = store.read(lambda tx: tx.includes(res_type, page, includes, revincludes, 100))
+        return {(r.res_type, r.res_id) for r in found}
+
+    assert included([Include("AuditEvent", "patient", None)], [], "AuditEvent", events) == {
+        ("Patient", child["id"])}
+    assert included([Include("AuditEvent", "entity", None)], [], "AuditEvent", events) == {
+        ("Patient", child["id"]), ("Flag", flag["id"])}
+    assert included([Include("AuditEvent", "patient", "Flag")], [], "AuditEvent", events) == set()
+    assert included([], [Include("AuditEvent", "patient", None)], "Patient", [child["id"]]) == {
+        ("AuditEvent", e) for e in by_entity}
+    assert included([], [Include("AuditEvent", "patient", None)], "Flag", [flag["id"]]) == set()
+    assert included([], [Include("AuditEvent", "entity", None)], "Flag", [flag["id"]]) == {
+        ("AuditEvent", e) for e in flag_events}

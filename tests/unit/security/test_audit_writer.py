@@ -1,6 +1,7 @@
 """The audit writer's direct path: the same stored JSON and index rows as the generic write path."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -28,6 +29,7 @@ from gateway.store.schema import (
     index_tables,
     resource_history,
     resources,
+    stored_references,
 )
 
 REGISTRY = load_registry()
@@ -77,6 +79,13 @@ def _events() -> list[dict[str, Any]]:
     return events
 
 
+def _kept(rows: Any) -> Any:
+    """The rows of the generic extractor that are stored (`patient` is read from `entity`)."""
+    assert any(p == "patient" for p, _, _ in rows.references) == any(
+        p == "entity" and t == "Patient" for p, t, _ in rows.references)
+    return dataclasses.replace(rows, references=stored_references("AuditEvent", rows.references))
+
+
 def _sorted(rows: Any) -> dict[str, list[Any]]:
     return {name: sorted(getattr(rows, name), key=repr)
             for name in ("tokens", "strings", "dates", "references", "numbers", "uris")}
@@ -87,8 +96,25 @@ def test_audit_index_equals_the_generic_extractor(index: int) -> None:
     assert AUDIT is not None
     event = _events()[index]
     direct = _sorted(audit_index(event, AUDIT))
-    assert direct == _sorted(extract_index(AUDIT, event))
+    assert direct == _sorted(_kept(extract_index(AUDIT, event)))
     assert direct["tokens"] and direct["dates"]
+
+
+def test_events_the_gateway_builds_take_the_direct_path_and_others_do_not() -> None:
+    from gateway.security.audit import _own_event_rows
+
+    events = _events()
+    built, other = events[:7], events[7:]
+    assert all(_own_event_rows(event) is not None for event in built)
+    assert all(_own_event_rows(event) is None for event in other)
+    # A built event changed afterwards is no longer recognised as one.
+    changed = [{**built[0], "meta": {"tag": [{"code": "x"}]}}, {**built[0], "action": "Z"},
+               {**built[0], "recorded": "2026-01-01"}, {**built[3], "purposeOfEvent": []},
+               {**built[0], "subtype": [{"code": "read"}]}]
+    assert all(_own_event_rows(event) is None for event in changed)
+    assert AUDIT is not None
+    for event in changed:
+        assert _sorted(audit_index(event, AUDIT)) == _sorted(_kept(extract_index(AUDIT, event)))
 
 
 def test_recorded_is_an_instant_with_milliseconds() -> None:
@@ -179,7 +205,7 @@ def test_audit_references_stay_out_of_the_shared_reference_index(
                                      idx_audit_reference.c.target_id)).all()
     assert shared == 0
     assert sorted(own) == [("entity", "f1"), ("entity", "o1"), ("entity", "p1"),
-                           ("entity", "p1"), ("patient", "p1"), ("patient", "p1")]
+                           ("entity", "p1")]
 
 
 def test_writer_groups_queued_events_and_flush_waits_for_them(store: SqlResourceStore) -> None:
@@ -191,7 +217,8 @@ def test_writer_groups_queued_events_and_flush_waits_for_them(store: SqlResource
     with store.engine.connect() as conn:
         refs = sorted(conn.execute(sa.select(idx_audit_reference.c.target_id).where(
             idx_audit_reference.c.res_type == "AuditEvent",
-            idx_audit_reference.c.param == "patient")).scalars())
+            idx_audit_reference.c.param == "entity",
+            idx_audit_reference.c.target_type == "Patient")).scalars())
         stamps = set(conn.execute(sa.select(resources.c.last_updated).where(
             resources.c.res_type == "AuditEvent")).scalars())
     assert refs == sorted(f"p{n}" for n in range(30))
@@ -235,7 +262,8 @@ def _audited_patients(store: SqlResourceStore) -> list[str]:
     with store.engine.connect() as conn:
         return sorted(conn.execute(sa.select(idx_audit_reference.c.target_id).where(
             idx_audit_reference.c.res_type == "AuditEvent",
-            idx_audit_reference.c.param == "patient")).scalars())
+            idx_audit_reference.c.param == "entity",
+            idx_audit_reference.c.target_type == "Patient")).scalars())
 
 
 def test_a_database_outage_delays_audit_events_but_loses_none(store: SqlResourceStore) -> None:
