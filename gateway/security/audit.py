@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from gateway.fhir.indexing import IndexRows, date_range, extract_index, parse_reference
 from gateway.fhir.registry import ResourceType
 from gateway.security.context import Caller
 from gateway.store.schema import stored_references
-from gateway.store.sql import SqlResourceStore, stamp, utc_now
+from gateway.store.sql import SqlResourceStore, to_instant, utc_now
 from vocab import systems
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,34 @@ _OWN_KEYS = frozenset({"resourceType", "type", "subtype", "action", "recorded", 
                        "outcomeDesc", "purposeOfEvent", "agent", "source", "entity"})
 
 
+# An AuditEvent as the writer queues it: the JSON of its meta elements other than versionId and
+# lastUpdated (without braces), the JSON of its other elements, and its index rows as tuples in
+# IndexRows' field order. Strings and tuples of strings only: the garbage collector stops
+# tracking such tuples, so queued events add nothing to its collections.
+Prepared = tuple[str, str, tuple[tuple[Any, ...], ...]]
+_SERVER_KEYS = ("resourceType", "id", "meta")
+
+
+def prepare(event: dict[str, Any], rtype: ResourceType) -> Prepared:
+    """Return an AuditEvent in the form the writer queues (raises when it cannot be stored)."""
+    rows = audit_index(event, rtype)
+    meta = event.get("meta") or {}
+    extra = orjson.dumps({k: v for k, v in meta.items()
+                          if k not in ("versionId", "lastUpdated")}).decode("utf-8")[1:-1]
+    body = orjson.dumps({k: v for k, v in event.items() if k not in _SERVER_KEYS}
+                        ).decode("utf-8")[1:-1]
+    return (extra, body, (tuple(rows.tokens), tuple(rows.strings), tuple(rows.dates),
+                          tuple(rows.references), tuple(rows.numbers), tuple(rows.uris)))
+
+
+def stamp_prepared(prepared: Prepared, res_id: str, now: str) -> str:
+    """Return the stored JSON of a prepared AuditEvent: what `stamp` gives for it (version 1)."""
+    extra, body, _ = prepared
+    meta = (f"{extra}," if extra else "") + f'"versionId":"1","lastUpdated":"{to_instant(now)}"'
+    return (f'{{"resourceType":"AuditEvent","id":"{res_id}","meta":{{{meta}}}'
+            + (f",{body}}}" if body else "}"))
+
+
 def time_ordered_ids(count: int) -> list[str]:
     """Return `count` new ids in the UUID version 7 layout (RFC 9562): the Unix time in
     milliseconds, a counter within the call, then 62 random bits.
@@ -326,7 +355,7 @@ class _EventBuffer:
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._items: deque[dict[str, Any]] = deque()
+        self._items: deque[Prepared] = deque()
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._not_empty = threading.Condition(self._lock)
@@ -334,7 +363,7 @@ class _EventBuffer:
         self._unfinished = 0
         self._consumer_waiting = False
 
-    def put(self, item: dict[str, Any]) -> None:
+    def put(self, item: Prepared) -> None:
         with self._lock:
             while len(self._items) >= self.maxsize:
                 self._not_full.wait()
@@ -343,7 +372,7 @@ class _EventBuffer:
             if self._consumer_waiting:
                 self._not_empty.notify()
 
-    def get(self) -> dict[str, Any]:
+    def get(self) -> Prepared:
         """Wait for one event and take it."""
         with self._lock:
             while not self._items:
@@ -354,7 +383,7 @@ class _EventBuffer:
             self._not_full.notify()
             return item
 
-    def take(self, limit: int) -> list[dict[str, Any]]:
+    def take(self, limit: int) -> list[Prepared]:
         """Take up to `limit` queued events without waiting."""
         with self._lock:
             items = self._items
@@ -388,7 +417,7 @@ class AuditTrail:
         self.max_delay = max_delay
         self.max_batch = max_batch
         # Bounded: when the writer falls behind, requests wait rather than memory growing.
-        self._queue = _EventBuffer(max_queue)
+        self._queue: _EventBuffer = _EventBuffer(max_queue)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -397,11 +426,22 @@ class AuditTrail:
         tx.put("AuditEvent", time_ordered_ids(1)[0], event, previous=None, method="POST")
 
     def record(self, event: dict[str, Any]) -> None:
-        """Queue an AuditEvent for the group-commit writer."""
+        """Queue an AuditEvent for the group-commit writer.
+
+        The event is queued as its JSON text and index rows (strings and tuples of strings),
+        not as the dicts it was built from: queued events live long enough to be promoted by
+        the garbage collector, and containers promoted by the thousand made the full
+        collections that walk every object in the process run several times as often.
+        """
+        try:
+            prepared = prepare(event, self._rtype)
+        except Exception:  # noqa: BLE001 - counted in the log, without content
+            log.error("could not store 1 audit events: the event cannot be serialised")
+            return
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._start_thread()
-        self._queue.put(event)
+        self._queue.put(prepared)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until every queued event is stored."""
@@ -437,7 +477,7 @@ class AuditTrail:
             finally:
                 self._queue.done(len(batch))
 
-    def _store_durably(self, batch: list[dict[str, Any]]) -> None:
+    def _store_durably(self, batch: list[Prepared]) -> None:
         """Store a batch, waiting out a database that is down or busy; never lose it to one.
 
         The ids are drawn once, so a retry after a commit whose answer was lost cannot store an
@@ -451,7 +491,7 @@ class AuditTrail:
         delay = self.retry_delay
         while True:
             try:
-                self.store_batch(batch, ids)
+                self._store_prepared(batch, ids)
                 return
             except (sa.exc.OperationalError, sa.exc.InterfaceError):
                 log.warning("audit store unavailable; %d events kept, retrying in %.1fs",
@@ -461,24 +501,32 @@ class AuditTrail:
             except Exception:  # noqa: BLE001 - isolated below, logged without content
                 break
         refused = 0
-        for event, rid in zip(batch, ids, strict=True):
+        for one, rid in zip(batch, ids, strict=True):
             try:
-                self.store_batch([event], [rid])
+                self._store_prepared([one], [rid])
             except Exception:  # noqa: BLE001 - counted; the rest of the batch is stored
                 refused += 1
         if refused:
-            log.error("%d audit events refused by the store (the other %d stored)", refused,
-                      len(batch) - refused)
+            log.error("could not store %d audit events: refused by the store (the other %d "
+                      "stored)", refused, len(batch) - refused)
+
+    @property
+    def _rtype(self) -> ResourceType:
+        rtype = self.store.registry.get("AuditEvent")
+        assert rtype is not None
+        return rtype
 
     def store_batch(self, events: list[dict[str, Any]], ids: list[str] | None = None) -> None:
         """Store AuditEvents in one transaction: stored JSON and index rows built directly.
 
-        `ids` (new ones, one per event) are drawn at random when not given.
+        `ids` (new ones, one per event) are drawn when not given.
         """
-        rtype = self.store.registry.get("AuditEvent")
-        assert rtype is not None
+        rtype = self._rtype
+        self._store_prepared([prepare(event, rtype) for event in events],
+                             ids or time_ordered_ids(len(events)))
+
+    def _store_prepared(self, batch: list[Prepared], ids: list[str]) -> None:
         now = utc_now()
-        records = [(rid, stamp(event, rid, 1, now), event, audit_index(event, rtype))
-                   for rid, event in zip(ids or time_ordered_ids(len(events)), events,
-                                         strict=True)]
+        records = [(rid, stamp_prepared(one, rid, now), one[2])
+                   for rid, one in zip(ids, batch, strict=True)]
         self.store.write(lambda tx: tx.append_records("AuditEvent", now, records))

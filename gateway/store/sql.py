@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from gateway.fhir.indexing import IndexRows, extract_index, normalise_string
+from gateway.fhir.indexing import extract_index, normalise_string
 from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
 from gateway.store.base import Change, RetryableConflict, StoredResource, StoreUnavailable
@@ -735,36 +735,37 @@ class _SqlWriteSession(_SqlReadSession):
         self._insert_batches(batches)
 
     def append_records(self, res_type: str, now: str,
-                       records: Sequence[tuple[str, str, dict[str, Any], IndexRows]],
+                       records: Sequence[tuple[str, str, Sequence[Sequence[Any]]]],
                        method: str = "POST") -> None:
         """Store new append-only resources (version 1) built by the caller: the audit writer's path.
 
-        Each record is (id, stored JSON already stamped with id, versionId 1 and `now`, the
-        resource, its index rows). Ids must be new. One multi-row INSERT per table for the lot.
+        Each record is (id, stored JSON already stamped with id, versionId 1 and `now`, its
+        index rows in IndexRows' field order: tokens, strings, dates, references, numbers,
+        uris). Ids must be new. One multi-row INSERT per table for the lot. Append-only
+        records are not changes for the commit hooks (the outbox never acts on them).
         """
         if not records:
             return
         t = res_type
         parts: list[tuple[Any, tuple[str, ...], list[tuple[Any, ...]]]] = [
             (resources, ("version_id", "last_updated", "deleted", "content"),
-             [(t, rid, 1, now, False, content) for rid, content, _, _ in records]),
+             [(t, rid, 1, now, False, content) for rid, content, _ in records]),
             (resource_history, ("version_id", "last_updated", "method", "deleted", "content"),
-             [(t, rid, 1, now, method, False, content) for rid, content, _, _ in records]),
+             [(t, rid, 1, now, method, False, content) for rid, content, _ in records]),
             (idx_token, ("param", "system", "code"),
-             [(t, rid, p, s, c[:512]) for rid, _, _, rows in records for p, s, c in rows.tokens]),
+             [(t, rid, p, s, c[:512]) for rid, _, rows in records for p, s, c in rows[0]]),
             (idx_string, ("param", "value_norm", "value"),
-             [(t, rid, p, n, v) for rid, _, _, rows in records for p, n, v in rows.strings]),
+             [(t, rid, p, n, v) for rid, _, rows in records for p, n, v in rows[1]]),
             (idx_date, ("param", "low", "high"),
-             [(t, rid, p, lo, hi) for rid, _, _, rows in records for p, lo, hi in rows.dates]),
+             [(t, rid, p, lo, hi) for rid, _, rows in records for p, lo, hi in rows[2]]),
             (reference_table(t), ("param", "target_type", "target_id"),
-             [(t, rid, p, tt, i[:64]) for rid, _, _, rows in records
-              for p, tt, i in rows.references]),
+             [(t, rid, p, tt, i[:64]) for rid, _, rows in records
+              for p, tt, i in stored_references(t, list(rows[3]))]),
             (idx_number, ("param", "value"),
-             [(t, rid, p, v) for rid, _, _, rows in records for p, v in rows.numbers]),
+             [(t, rid, p, v) for rid, _, rows in records for p, v in rows[4]]),
             (idx_uri, ("param", "value"),
-             [(t, rid, p, v) for rid, _, _, rows in records for p, v in rows.uris]),
+             [(t, rid, p, v) for rid, _, rows in records for p, v in rows[5]]),
         ]
-        self.changes.extend(Change(t, rid, 1, resource, None) for rid, _, resource, _ in records)
         self._insert_rows([(table, ("res_type", "res_id", *columns), values)
                            for table, columns, values in parts if values])
 

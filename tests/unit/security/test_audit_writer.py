@@ -322,3 +322,51 @@ def test_flush_returns_only_once_the_last_event_is_stored(store: SqlResourceStor
     trail.flush()  # the writer sleeps 0.2 s before storing: flush must wait for it
     assert _audited_patients(store) == ["f1"]
     trail.flush()  # nothing queued: returns at once
+
+
+@pytest.mark.parametrize("index", range(len(_events())))
+def test_a_prepared_event_is_stored_as_stamp_would_store_it(index: int) -> None:
+    from gateway.security.audit import prepare, stamp_prepared
+    from gateway.store.sql import stamp
+
+    assert AUDIT is not None
+    event = _events()[index]
+    prepared = prepare(event, AUDIT)
+    now = "2026-11-27T06:30:00.123456"
+    assert stamp_prepared(prepared, "a-1", now) == stamp(event, "a-1", 1, now)
+    rows = audit_index(event, AUDIT)
+    assert prepared[2] == (tuple(rows.tokens), tuple(rows.strings), tuple(rows.dates),
+                           tuple(rows.references), tuple(rows.numbers), tuple(rows.uris))
+
+
+def test_queued_events_are_not_tracked_by_the_garbage_collector() -> None:
+    import gc
+
+    from gateway.security.audit import prepare
+
+    assert AUDIT is not None
+    prepared = [prepare(event, AUDIT) for event in _events()[:7]]
+
+    def containers(value: Any) -> list[Any]:
+        inner = [part for item in value for part in containers(item)] if isinstance(
+            value, tuple) else []
+        return [value, *inner] if not isinstance(value, (str, float, int, type(None))) else []
+
+    # Only tuples of strings: the collector stops tracking each once it has seen its items.
+    assert {type(c) for one in prepared for c in containers(one)} == {tuple}
+    for _ in range(5):
+        gc.collect()
+    assert not any(gc.is_tracked(one) for one in prepared)
+    assert all(isinstance(part, str) for one in prepared for part in one[:2])
+
+
+def test_an_event_that_cannot_be_serialised_is_logged_not_raised(
+        store: SqlResourceStore, caplog: pytest.LogCaptureFixture) -> None:
+    trail = AuditTrail(store, flush_interval=0.01)
+    event = build_event(CALLER, _ctx("read", touch=["Patient/z1"]), "success",
+                        request_id="z1", status=200)
+    trail.record({**event, "extension": [{"url": "urn:x", "valueString": object()}]})
+    trail.record(event)
+    trail.flush()
+    assert _audited_patients(store) == ["z1"]
+    assert "could not store 1 audit events" in caplog.text
