@@ -740,8 +740,8 @@ class _SqlWriteSession(_SqlReadSession):
         """Store new append-only resources (version 1) built by the caller: the audit writer's path.
 
         Each record is (id, stored JSON already stamped with id, versionId 1 and `now`, its
-        index rows in IndexRows' field order: tokens, strings, dates, references, numbers,
-        uris). Ids must be new. One multi-row INSERT per table for the lot. Append-only
+        index rows in IndexRows' field order: tokens, strings, dates, references (the stored
+        ones: see `stored_references`), numbers, uris). Ids must be new. One multi-row INSERT per table for the lot. Append-only
         records are not changes for the commit hooks (the outbox never acts on them).
         """
         if not records:
@@ -759,8 +759,7 @@ class _SqlWriteSession(_SqlReadSession):
             (idx_date, ("param", "low", "high"),
              [(t, rid, p, lo, hi) for rid, _, rows in records for p, lo, hi in rows[2]]),
             (reference_table(t), ("param", "target_type", "target_id"),
-             [(t, rid, p, tt, i[:64]) for rid, _, rows in records
-              for p, tt, i in stored_references(t, list(rows[3]))]),
+             [(t, rid, p, tt, i[:64]) for rid, _, rows in records for p, tt, i in rows[3]]),
             (idx_number, ("param", "value"),
              [(t, rid, p, v) for rid, _, rows in records for p, v in rows[4]]),
             (idx_uri, ("param", "value"),
