@@ -21,7 +21,6 @@ import uuid
 from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -108,9 +107,17 @@ def _agent(client_id: str, agency: str, user: str | None) -> list[dict[str, Any]
     return [agent]
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def _recorded() -> str:
     """Return the current time as a FHIR instant with milliseconds (what to_instant gives)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
+    global _second
+    second, millis = divmod(time.time_ns() // 1_000_000, 1000)
+    cached = _second  # one tuple, replaced whole: threads never see half an update
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{millis:03d}Z"
 
 
 def build_event(caller: Caller | None, ctx: AuditContext, outcome: str, *,

@@ -118,8 +118,18 @@ def test_events_the_gateway_builds_take_the_direct_path_and_others_do_not() -> N
 
 
 def test_recorded_is_an_instant_with_milliseconds() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.security.audit import _recorded
+
     recorded = _events()[0]["recorded"]
     assert len(recorded) == 24 and recorded.endswith("Z") and recorded[19] == "."
+    for _ in range(3):  # across the cache of the formatted second
+        before = datetime.now(UTC) - timedelta(milliseconds=1)
+        value = datetime.strptime(_recorded(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        after = datetime.now(UTC)
+        assert before <= value <= after
+        time.sleep(0.4)
 
 
 @pytest.fixture
