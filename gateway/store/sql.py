@@ -6,7 +6,6 @@ import hashlib
 import logging
 import operator
 import random
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -66,7 +65,6 @@ MAX_WRITE_ATTEMPTS = 6
 COPY_MIN_ROWS = 16  # fewer rows are inserted with an executemany
 _MIN_TS = "0001-01-01T00:00:00.000000"
 # Bound parameters per statement: SQLite before 3.32 allows 999.
-_MAX_BINDS_SQLITE = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 def utc_now() -> str:
@@ -772,8 +770,8 @@ class _SqlWriteSession(_SqlReadSession):
                      ) -> None:
         """INSERT rows into several tables. PostgreSQL: one statement, each table's rows given
         as one array per column and unnested (data-modifying WITH clauses: one round trip, and
-        statements short and fixed enough to be planned once). SQLite: a multi-row VALUES per
-        table, in chunks below its bound-parameter limit."""
+        statements short and fixed enough to be planned once). SQLite: the driver's executemany
+        per table (one prepared statement stepped per row, no flattened parameter list)."""
         if not self.sqlite:
             inserts: list[str] = []
             params: list[list[Any]] = []
@@ -789,13 +787,7 @@ class _SqlWriteSession(_SqlReadSession):
                                           tuple(params))
             return
         for table, columns, rows in parts:
-            one = "(" + ", ".join(["?"] * len(columns)) + ")"
-            head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-            per = max(1, _MAX_BINDS_SQLITE // len(columns))
-            for start in range(0, len(rows), per):
-                chunk = rows[start:start + per]
-                self.conn.exec_driver_sql(head + ", ".join([one] * len(chunk)),
-                                          tuple(value for row in chunk for value in row))
+            self._insert_tuples(table, list(columns), list(rows))
 
 
 def _stored_param(res_type: str, param: str) -> tuple[str, str | None]:
