@@ -332,6 +332,9 @@ subscriptions = Table(
 )
 
 INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference, idx_number, idx_uri)
+# Resource types that are only ever created, never changed: their one version is the current
+# row, so no history row repeats it (vread and _history read it from `resources`).
+APPEND_ONLY = frozenset({"AuditEvent"})
 # The reference index of each resource type kept apart from the shared one.
 SEPARATE_REFERENCES = {"AuditEvent": idx_audit_reference}
 

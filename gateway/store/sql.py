@@ -9,7 +9,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ from gateway.fhir.registry import Registry
 from gateway.fhir.search import AccessFilter, Criterion, Include, SearchQuery
 from gateway.store.base import Change, RetryableConflict, StoredResource, StoreUnavailable
 from gateway.store.schema import (
+    APPEND_ONLY,
     DERIVED_REFERENCES,
     INDEX_TABLES,
     idx_date,
@@ -131,6 +132,11 @@ class _SqlReadSession:
         return _row_to_stored(row) if row else None
 
     def get_version(self, res_type: str, res_id: str, version_id: int) -> StoredResource | None:
+        if res_type in APPEND_ONLY:
+            current = self.get(res_type, res_id)
+            if current is None or current.version_id != version_id:
+                return None
+            return replace(current, method="POST")
         row = self.conn.execute(
             select(resource_history).where(
                 resource_history.c.res_type == res_type,
@@ -163,27 +169,52 @@ class _SqlReadSession:
     def history(self, res_type: str | None, res_id: str | None, *, since: str | None,
                 before: str | None, count: int, offset: int,
                 types: Sequence[str] | None = None) -> tuple[list[StoredResource], int]:
-        h = resource_history.c
-        conds: list[ColumnElement[bool]] = []
-        if res_type:
-            conds.append(h.res_type == res_type)
-        if types is not None:
-            conds.append(h.res_type.in_(list(types)))
-        if res_id:
-            conds.append(h.res_id == res_id)
-        if since:
-            conds.append(h.last_updated >= since)
-        if before:
-            conds.append(h.last_updated <= before)
-        total = self.conn.execute(select(func.count()).select_from(resource_history).where(*conds)).scalar_one()
-        rows = self.conn.execute(
-            select(resource_history).where(*conds)
-            .order_by(h.last_updated.desc(), h.res_type, h.res_id, h.version_id.desc())
-            .limit(count).offset(offset)
-        )
+        """Return a page of versions, newest first, and how many there are in all.
+
+        Append-only types keep no history rows: their versions are their current rows. When
+        both kinds are asked for, each side gives its first offset + count rows in order (each
+        from its own index) and the page is cut from the two.
+        """
+        wanted = [res_type] if res_type else (list(types) if types is not None else None)
+        append_only = sorted(APPEND_ONLY if wanted is None else APPEND_ONLY & set(wanted))
+        versioned = None if wanted is None else [t for t in wanted if t not in APPEND_ONLY]
+        parts: list[Select[Any]] = []
+        total = 0
+        for table, kinds, excluded in ((resource_history, versioned, APPEND_ONLY),
+                                       (resources, append_only, None)):
+            if kinds is not None and not kinds:
+                continue
+            c = table.c
+            conds: list[ColumnElement[bool]] = []
+            if kinds is not None:
+                conds.append(c.res_type.in_(kinds) if len(kinds) > 1 else c.res_type == kinds[0])
+            elif excluded:
+                conds.append(c.res_type.not_in(sorted(excluded)))
+            if res_id:
+                conds.append(c.res_id == res_id)
+            if since:
+                conds.append(c.last_updated >= since)
+            if before:
+                conds.append(c.last_updated <= before)
+            total += self.conn.execute(select(func.count()).select_from(table).where(*conds)
+                                       ).scalar_one()
+            method = c.method if table is resource_history else literal("POST").label("method")
+            parts.append(select(c.res_type, c.res_id, c.version_id, c.last_updated, method,
+                                c.deleted, c.content).where(*conds)
+                         .order_by(c.last_updated.desc(), c.res_type, c.res_id,
+                                   c.version_id.desc())
+                         .limit(count + offset))
+        if not parts:
+            return [], 0
+        if len(parts) == 1:
+            rows = list(self.conn.execute(parts[0].offset(offset).limit(count)))
+        else:
+            both = [row for part in parts for row in self.conn.execute(part)]
+            both.sort(key=lambda r: (r.res_type, r.res_id, -r.version_id))
+            both.sort(key=lambda r: r.last_updated, reverse=True)
+            rows = both[offset:offset + count]
         return [_row_to_stored(r) for r in rows], int(total)
 
-    # -- search -----------------------------------------------------------------------------
     def _matching(self, query: SearchQuery) -> Select[Any]:
         stmt = select(resources.c.res_id).where(
             resources.c.res_type == query.res_type, resources.c.deleted == false()
@@ -463,6 +494,12 @@ class _SqlWriteSession(_SqlReadSession):
         return found
 
     @staticmethod
+    def _only_created(res_type: str, previous: StoredResource | None) -> None:
+        """Refuse to change a resource of an append-only type (the API never asks to)."""
+        if previous is not None and res_type in APPEND_ONLY:
+            raise ValueError(f"{res_type} resources are append-only")
+
+    @staticmethod
     def _next_version(previous: StoredResource | None) -> tuple[int, str]:
         version = 1 if previous is None else previous.version_id + 1
         now = utc_now()
@@ -482,6 +519,7 @@ class _SqlWriteSession(_SqlReadSession):
         them. `previous` is the current version: as read for update, or as returned by the
         last `stage` of the same resource.
         """
+        self._only_created(res_type, previous)
         key = (res_type, res_id)
         entry = self._staged.get(key)
         if entry is not None and (previous is None
@@ -514,7 +552,9 @@ class _SqlWriteSession(_SqlReadSession):
                 self._bulk_insert(resources, new_rows)
             if replaced:
                 self._replace_rows(replaced)
-            self._bulk_insert(resource_history, history)
+            history = [h for h in history if h["res_type"] not in APPEND_ONLY]
+            if history:
+                self._bulk_insert(resource_history, history)
         except IntegrityError as exc:
             raise RetryableConflict("a concurrent write created the same resource") from exc
         self._drop_index_many([k for k, e in staged.items() if e.base is not None])
@@ -610,6 +650,7 @@ class _SqlWriteSession(_SqlReadSession):
 
     def put(self, res_type: str, res_id: str, resource: dict[str, Any], *,
             previous: StoredResource | None, method: str) -> StoredResource:
+        self._only_created(res_type, previous)
         version, now = self._next_version(previous)
         content = stamp(resource, res_id, version, now)
         row = {"res_type": res_type, "res_id": res_id, "version_id": version,
@@ -627,7 +668,8 @@ class _SqlWriteSession(_SqlReadSession):
                 if result.rowcount != 1:
                     raise RetryableConflict("the resource changed concurrently")
                 self._drop_index(res_type, res_id)
-            self.conn.execute(insert(resource_history).values(method=method, **row))
+            if res_type not in APPEND_ONLY:
+                self.conn.execute(insert(resource_history).values(method=method, **row))
         except IntegrityError as exc:
             raise RetryableConflict("a concurrent write created the same resource") from exc
         self._write_index(res_type, res_id, resource)
@@ -637,6 +679,7 @@ class _SqlWriteSession(_SqlReadSession):
         return StoredResource(res_type, res_id, version, to_instant(now), False, content, method)
 
     def delete(self, previous: StoredResource) -> StoredResource:
+        self._only_created(previous.res_type, previous)
         version = previous.version_id + 1
         now = utc_now()
         result = self.conn.execute(
@@ -729,7 +772,9 @@ class _SqlWriteSession(_SqlReadSession):
             self._index_rows(res_type, res_id, resource, batches)
             self.changes.append(Change(res_type, res_id, 1, resource, None))
         self.conn.execute(insert(resources), rows)
-        self.conn.execute(insert(resource_history), [dict(r, method=method) for r in rows])
+        history = [dict(r, method=method) for r in rows if r["res_type"] not in APPEND_ONLY]
+        if history:
+            self.conn.execute(insert(resource_history), history)
         self._insert_batches(batches)
 
     def append_records(self, res_type: str, now: str,
@@ -749,6 +794,7 @@ class _SqlWriteSession(_SqlReadSession):
             (resources, ("version_id", "last_updated", "deleted", "content"),
              [(t, rid, 1, now, False, content) for rid, content, _ in records]),
             (resource_history, ("version_id", "last_updated", "method", "deleted", "content"),
+             [] if t in APPEND_ONLY else
              [(t, rid, 1, now, method, False, content) for rid, content, _ in records]),
             (idx_token, ("param", "system", "code"),
              [(t, rid, p, s, c[:512]) for rid, _, rows in records for p, s, c in rows[0]]),

@@ -32,12 +32,17 @@ def test_memory_sqlite_refused() -> None:
         make_engine("sqlite:///:memory:")
 
 
-def test_audit_references_move_to_their_own_table_and_back(db_url: str) -> None:
+def test_audit_references_and_history_move_and_back(db_url: str) -> None:
     import sqlalchemy as sa
     from alembic import command
 
     from gateway.store.migrate import _config
-    from gateway.store.schema import idx_audit_reference, idx_reference
+    from gateway.store.schema import (
+        idx_audit_reference,
+        idx_reference,
+        resource_history,
+        resources,
+    )
 
     engine = make_engine(db_url, pool_size=0)
     rows = [{"res_type": "AuditEvent", "res_id": "a1", "param": "entity",
@@ -58,16 +63,24 @@ def test_audit_references_move_to_their_own_table_and_back(db_url: str) -> None:
 
     try:
         run("downgrade", "0004")
+        versions = [{"res_type": t, "res_id": i, "version_id": 1,
+                     "last_updated": "2026-01-01T00:00:00.000000", "deleted": False,
+                     "content": "{}"} for t, i in (("AuditEvent", "a1"), ("Flag", "f1"))]
         with engine.begin() as conn:
             conn.execute(sa.insert(idx_reference), rows)
+            conn.execute(sa.insert(resources), versions)
+            conn.execute(sa.insert(resource_history), [dict(v, method="POST") for v in versions])
         run("upgrade", "head")
         assert refs(idx_reference) == [("Flag", "f1")]
         assert refs(idx_audit_reference) == [("AuditEvent", "a1")]
+        assert refs(resource_history) == [("Flag", "f1")]
         run("downgrade", "0004")
         assert refs(idx_reference) == [("AuditEvent", "a1"), ("Flag", "f1")]
+        assert refs(resource_history) == [("AuditEvent", "a1"), ("Flag", "f1")]
     finally:
         run("upgrade", "head")
         with engine.begin() as conn:
-            conn.execute(sa.delete(idx_reference))
+            for table in (idx_reference, resources, resource_history):
+                conn.execute(sa.delete(table))
         engine.dispose()
     assert current_revision(engine) == head_revision()

@@ -1,4 +1,5 @@
-"""AuditEvents' reference index rows move to a table of their own (idx_audit_reference).
+"""AuditEvents' reference index rows move to a table of their own (idx_audit_reference), and
+AuditEvents (append-only) keep no history rows: their one version is their current row.
 
 Revision ID: 0005
 Revises: 0004
@@ -31,9 +32,14 @@ def upgrade() -> None:
     op.create_index("ix_audit_reference_target", "idx_audit_reference",
                     ["target_id", "target_type", "param"])
     op.create_index("ix_audit_reference_owner", "idx_audit_reference", ["res_id"])
+    op.execute("DELETE FROM resource_history WHERE res_type = 'AuditEvent'")
 
 
 def downgrade() -> None:
+    op.execute("INSERT INTO resource_history "
+               "(res_type, res_id, version_id, last_updated, method, deleted, content) "
+               "SELECT res_type, res_id, version_id, last_updated, 'POST', deleted, content "
+               "FROM resources WHERE res_type = 'AuditEvent'")
     op.execute(f"INSERT INTO idx_reference ({_COLUMNS}) "
                f"SELECT {_COLUMNS} FROM idx_audit_reference")
     op.drop_table("idx_audit_reference")
