@@ -52,6 +52,7 @@ SECURITY_HEADERS = {
 WWW_AUTHENTICATE = 'Bearer realm="wraparound"'
 _HEADER_ITEMS = tuple(SECURITY_HEADERS.items())
 _HEADER_NAMES = tuple((name.lower(), (name, value)) for name, value in _HEADER_ITEMS)
+_LOWER_NAMES = frozenset(lower for lower, _ in _HEADER_NAMES)
 
 
 class SecurityHeaders:
@@ -68,7 +69,10 @@ class SecurityHeaders:
                  ) -> Iterable[bytes]:
         def _start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             present = {name.lower() for name, _ in headers}
-            headers.extend(item for lower, item in _HEADER_NAMES if lower not in present)
+            if present.isdisjoint(_LOWER_NAMES):  # the usual case: add them all
+                headers.extend(_HEADER_ITEMS)
+            else:
+                headers.extend(item for lower, item in _HEADER_NAMES if lower not in present)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, _start)
