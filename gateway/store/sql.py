@@ -65,7 +65,6 @@ T = TypeVar("T")
 MAX_WRITE_ATTEMPTS = 6
 COPY_MIN_ROWS = 16  # fewer rows are inserted with an executemany
 _MIN_TS = "0001-01-01T00:00:00.000000"
-# Bound parameters per statement: SQLite before 3.32 allows 999.
 
 
 def utc_now() -> str:
@@ -215,6 +214,7 @@ class _SqlReadSession:
             rows = both[offset:offset + count]
         return [_row_to_stored(r) for r in rows], int(total)
 
+    # -- search -----------------------------------------------------------------------------
     def _matching(self, query: SearchQuery) -> Select[Any]:
         stmt = select(resources.c.res_id).where(
             resources.c.res_type == query.res_type, resources.c.deleted == false()
@@ -784,8 +784,9 @@ class _SqlWriteSession(_SqlReadSession):
 
         Each record is (id, stored JSON already stamped with id, versionId 1 and `now`, its
         index rows in IndexRows' field order: tokens, strings, dates, references (the stored
-        ones: see `stored_references`), numbers, uris). Ids must be new. One multi-row INSERT per table for the lot. Append-only
-        records are not changes for the commit hooks (the outbox never acts on them).
+        ones: see `stored_references`), numbers, uris). Ids must be new. One multi-row INSERT
+        per table for the lot. Append-only records are not changes for the commit hooks (the
+        outbox never acts on them).
         """
         if not records:
             return
