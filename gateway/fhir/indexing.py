@@ -183,7 +183,11 @@ def _dates(value: Any) -> Iterator[tuple[str, str]]:
 
 
 _Adder = Callable[[IndexRows, Any], None]
-_Entry = tuple[int, SearchParam, tuple[str, ...], _Adder]
+_Emit = Callable[[IndexRows, dict[str, Any]], None]
+_Entry = tuple[int, SearchParam, tuple[str, ...], _Adder, _Emit]
+# Resources of one type mostly come with the same top-level keys (one mapping makes them), so
+# the entries a key list selects are remembered per type, for this many key lists at most.
+_SELECTIONS = 256
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,7 @@ class _Plan:
     params: tuple[SearchParam, ...]  # what the plan was built from
     by_key: dict[str, list[_Entry]]
     always: list[_Entry]  # paths starting with a choice element (or empty): always walked
+    selections: dict[tuple[str, ...], tuple[_Emit, ...]]  # by a resource's top-level keys
 
 
 _PLANS: dict[int, tuple[ResourceType, _Plan]] = {}
@@ -209,15 +214,80 @@ def _plan(rtype: ResourceType) -> _Plan:
     for param in params:
         adder = _adder(param)
         for path in param.paths:
-            entry = (order, param, path, adder)
-            order += 1
             if not path or path[0].endswith("[x]"):
-                always.append(entry)
+                always.append((order, param, path, adder, _walking(path, adder)))
             else:
-                by_key.setdefault(path[0], []).append(entry)
-    plan = _Plan(params, by_key, always)
+                by_key.setdefault(path[0], []).append(
+                    (order, param, path, adder, _emitter(path, adder)))
+            order += 1
+    plan = _Plan(params, by_key, always, {})
     _PLANS[id(rtype)] = (rtype, plan)
     return plan
+
+
+def _walking(path: tuple[str, ...], add: _Adder) -> _Emit:
+    """Return a function adding the rows of every value `_walk` finds at the path."""
+    def emit(rows: IndexRows, node: dict[str, Any]) -> None:
+        for value in _walk(node, path):
+            add(rows, value)
+    return emit
+
+
+def _emitter(path: tuple[str, ...], add: _Adder) -> _Emit:
+    """Return `_walking(path, add)` for a path without choice elements, for a resource that
+    has the path's first key: the same values in the same order, with fewer calls."""
+    if any(key.endswith("[x]") for key in path):
+        return _walking(path, add)
+    first, rest = path[0], path[1:]
+    if not rest:
+        def emit_one(rows: IndexRows, node: dict[str, Any]) -> None:
+            value = node[first]
+            if isinstance(value, list):
+                for item in value:
+                    add(rows, item)
+            else:
+                add(rows, value)
+        return emit_one
+
+    def emit(rows: IndexRows, node: dict[str, Any]) -> None:
+        current = [node[first]]
+        for key in rest:
+            found: list[Any] = []
+            for item in current:
+                if type(item) is dict:
+                    if key in item:
+                        found.append(item[key])
+                else:
+                    _step(item, key, False, found)
+            if not found:
+                return
+            current = found
+        for value in current:
+            if isinstance(value, list):
+                for item in value:
+                    add(rows, item)
+            else:
+                add(rows, value)
+    return emit
+
+
+def _select(plan: _Plan, resource: dict[str, Any]) -> tuple[_Emit, ...]:
+    """Return the emitters of the paths whose first key the resource has, in plan order."""
+    keys = tuple(resource)
+    found = plan.selections.get(keys)
+    if found is not None:
+        return found
+    entries = list(plan.always)
+    by_key = plan.by_key
+    for key in keys:
+        hit = by_key.get(key)
+        if hit is not None:
+            entries.extend(hit)
+    entries.sort(key=_order)
+    found = tuple(entry[4] for entry in entries)
+    if len(plan.selections) < _SELECTIONS:
+        plan.selections[keys] = found
+    return found
 
 
 def extract_index(rtype: ResourceType, resource: dict[str, Any]) -> IndexRows:
@@ -231,17 +301,8 @@ def extract_index(rtype: ResourceType, resource: dict[str, Any]) -> IndexRows:
         return rows
     # Only the paths whose first key the resource has can find anything: walk those, in the
     # order of the parameters and their paths.
-    plan = _plan(rtype)
-    entries = list(plan.always)
-    by_key = plan.by_key
-    for key in resource:
-        hit = by_key.get(key)
-        if hit is not None:
-            entries.extend(hit)
-    entries.sort(key=_order)
-    for _, _, path, add in entries:
-        for value in _walk(resource, path):
-            add(rows, value)
+    for emit in _select(_plan(rtype), resource):
+        emit(rows, resource)
     return rows
 
 
@@ -272,10 +333,12 @@ def _adder(param: SearchParam) -> _Adder:
         targets = param.targets
 
         def add(rows: IndexRows, value: Any) -> None:
-            if isinstance(value, dict) and isinstance(value.get("reference"), str):
-                parsed = parse_reference(value["reference"])
-                if parsed and (not targets or parsed[0] in targets):
-                    rows.references.append((name, parsed[0], parsed[1]))
+            if isinstance(value, dict):
+                ref = value.get("reference")
+                if isinstance(ref, str):
+                    parsed = parse_reference(ref)
+                    if parsed and (not targets or parsed[0] in targets):
+                        rows.references.append((name, parsed[0], parsed[1]))
     elif kind in ("number", "uri"):
         def add(rows: IndexRows, value: Any) -> None:
             _add(rows, param, value)

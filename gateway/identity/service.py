@@ -111,6 +111,7 @@ class _Refresh:
     db: store.Direct = field(default_factory=store.Direct)
     stored: dict[tuple[str, str], StoredResource] | None = None
     features: dict[str, Features] = field(default_factory=dict)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # stored, parsed
     locked: bool = False
 
     def unlinked(self, pid: str) -> bool:
@@ -223,12 +224,14 @@ class IdentityService:
 
     def _refresh(self, tx: Any, golden_ids: Iterable[str],
                  successors: dict[str, str] | None = None,
-                 later: _Refresh | None = None) -> None:
+                 later: _Refresh | None = None, read: _Refresh | None = None) -> None:
         """Rewrite golden Patients from their members; retire the ones left empty.
 
         The members of every golden Patient are read at once, and the rewritten ones stored
         together. With `later`, the golden Patients are only noted, to be rewritten once when
-        the batch of resolutions that collects them ends.
+        the batch of resolutions that collects them ends. `read` is a batch that read its
+        Patients up front (resolving writes golden Patients only): its members are not read
+        or parsed again.
         """
         if later is not None:
             later.golden_ids.update(golden_ids)
@@ -238,9 +241,17 @@ class IdentityService:
         if not gids:
             return
         links_of = store.members_of(tx, gids)
-        stored = {s.res_id: s for s in tx.fetch([("Patient", link.source_id)
-                                                 for gid in gids
-                                                 for link in links_of.get(gid, ())])}
+        stored: dict[str, StoredResource] = {}
+        bodies: dict[str, dict[str, Any]] = {}
+        wanted = [link.source_id for gid in gids for link in links_of.get(gid, ())]
+        if read is not None and read.stored is not None:
+            for sid in wanted:
+                known = read.stored.get(("Patient", sid))
+                body = read.bodies.get(sid)
+                if known is not None and body is not None and not known.deleted:
+                    stored[sid], bodies[sid] = known, body
+        stored.update((s.res_id, s) for s in tx.fetch([("Patient", sid) for sid in wanted
+                                                        if sid not in stored]))
         with as_gateway():
             current = tx.get_many_for_update(("Patient", gid) for gid in gids
                                              if links_of.get(gid))
@@ -249,7 +260,9 @@ class IdentityService:
                 for link in links_of.get(gid, ()):
                     found = stored.get(link.source_id)
                     if found is not None and found.content:
-                        members.append(Member(found.res_id, orjson.loads(found.content),
+                        body = bodies.get(found.res_id)
+                        members.append(Member(found.res_id, orjson.loads(found.content)
+                                              if body is None else body,
                                               link.features, found.last_updated))
                 if members:
                     self.fhir._stage_update_in(tx, current, "Patient", gid,
@@ -371,7 +384,7 @@ class IdentityService:
             later.decisions = store.decisions_for(tx, pids)
         out = [self._resolve_in(tx, patient, later) for patient in patients]
         later.db.flush(tx)
-        self._refresh(tx, later.golden_ids, later.successors)
+        self._refresh(tx, later.golden_ids, later.successors, read=later)
         return out
 
     def _begin_batch(self, tx: Any, later: _Refresh, pids: Sequence[str]) -> None:
@@ -383,6 +396,7 @@ class IdentityService:
                 body = orjson.loads(found.content)
                 if not is_golden(body):
                     later.features[pid] = extract(body)
+                    later.bodies[pid] = body
         later.db = store.Batch(pids, functools.partial(self._batch_keys, later, pids),
                                [self._golden_id(pid) for pid in pids], self.model.max_bucket)
 

@@ -125,3 +125,33 @@ def test_batched_resolution_matches_one_statement_at_a_time(
         len(batched_state["history"]) > len(batched_state["links"])
     for part in ("links", "history", "blocks", "reviews", "goldens"):
         assert batched_state[part] == direct_state[part], part
+
+
+def test_a_batch_composes_golden_patients_from_the_patients_it_read(
+        request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rewriting the golden Patients reads again (and parses) only members outside the batch."""
+    from gateway.store.sql import _SqlWriteSession
+
+    fetched: list[tuple[str, str]] = []
+    original = _SqlWriteSession.fetch
+
+    def _fetch(self: _SqlWriteSession, keys: Any) -> Any:
+        fetched.extend(keys)
+        return original(self, keys)
+
+    monkeypatch.setattr(_SqlWriteSession, "fetch", _fetch)
+    url = clean_database(request, tmp_path, "sqlite")
+    app = create_app(Settings(env="test", data_dir=tmp_path, database_url=url, db_pool_size=0))
+    try:
+        source = SOURCE_NAMES[0]
+        counts = _ingest(app, source, next((SOURCES / source).glob("sample.*")).read_bytes())
+        assert counts.get("created", 0) > 0
+        assert not [k for k in fetched if k[0] == "Patient"]  # every member was in the batch
+        state = _snapshot(app)
+        assert state["goldens"] and all(
+            {link["other"]["reference"] for link in body["link"]}
+            <= {f"Patient/{link[0]}" for link in state["links"] if link[2] == gid}
+            for gid, (_, body) in state["goldens"].items())
+    finally:
+        app.extensions["wraparound"].audit.flush()
+        app.extensions["wraparound"].store.dispose()

@@ -94,3 +94,72 @@ def _outcome(extract: Any, rtype: ResourceType, resource: Any) -> Any:
         return extract(rtype, resource)
     except Exception as exc:  # noqa: BLE001
         return type(exc)
+
+
+def _emitted(path: tuple[str, ...], resource: dict[str, Any]) -> Any:
+    """The values a compiled path emitter hands to its row builder (or the exception type)."""
+    seen: list[Any] = []
+    emit = indexing._emitter(path, lambda rows, value: seen.append(value))
+    try:
+        emit(IndexRows([], [], [], [], [], []), resource)
+    except Exception as exc:  # noqa: BLE001
+        return type(exc)
+    return seen
+
+
+def _walked(path: tuple[str, ...], resource: dict[str, Any]) -> Any:
+    try:
+        return list(indexing._walk(resource, path))
+    except Exception as exc:  # noqa: BLE001
+        return type(exc)
+
+
+def _paths_from(resource: dict[str, Any]) -> list[tuple[str, ...]]:
+    rtype = REGISTRY.get(resource["resourceType"])
+    if rtype is None:
+        return []
+    return [p for param in rtype.params.values() for p in param.paths if p and p[0] in resource]
+
+
+def test_compiled_paths_find_what_walking_finds_on_every_sample_resource() -> None:
+    checked = 0
+    for resource in RESOURCES:
+        for path in _paths_from(resource):
+            found = _emitted(path, resource)
+            assert found == _walked(path, resource), path
+            # the very same objects, in the same order
+            assert all(a is b for a, b in zip(found, indexing._walk(resource, path),
+                                               strict=True))
+            checked += 1
+    assert checked > 5000
+
+
+def test_remembered_selections_give_the_rows_of_a_fresh_plan() -> None:
+    indexing._PLANS.clear()
+    for resource in RESOURCES + RESOURCES:  # the second pass meets remembered key lists
+        rtype = REGISTRY.get(resource["resourceType"])
+        if rtype is not None:
+            assert extract_index(rtype, resource) == _every_path(rtype, resource)
+    assert all(0 < len(plan.selections) <= indexing._SELECTIONS
+               for _, plan in indexing._PLANS.values())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(RESOURCES), st.data())
+def test_compiled_paths_on_damaged_resources(resource: dict[str, Any],
+                                             data: st.DataObject) -> None:
+    paths = _paths_from(resource)
+    if not paths:
+        return
+    damaged = copy.deepcopy(resource)
+    keys = sorted({p[0] for p in paths} | {p[1] for p in paths if len(p) > 1})
+    for key in data.draw(st.lists(st.sampled_from(keys), max_size=4)):
+        target = damaged
+        inner = [k for k in damaged if isinstance(damaged[k], (dict, list))]
+        if inner and data.draw(st.booleans()):
+            target = damaged[data.draw(st.sampled_from(inner))]
+            if isinstance(target, list):
+                target = target[0] if target and isinstance(target[0], dict) else damaged
+        target[key] = data.draw(JSON)
+    for path in _paths_from(damaged):
+        assert _emitted(path, damaged) == _walked(path, damaged), path
