@@ -5,6 +5,8 @@ and compare the same way on SQLite and PostgreSQL and match the date search inde
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -89,14 +91,21 @@ idx_date = Table(
     Index("ix_date_owner", "res_type", "res_id"),
 )
 
+def _reference_columns() -> list[Column[Any]]:
+    """Return the columns of a reference index table (fresh objects: a Column has one table)."""
+    return [
+        Column("res_type", String(TYPE_LEN), nullable=False),
+        Column("res_id", String(ID_LEN), nullable=False),
+        Column("param", String(64), nullable=False),
+        Column("target_type", String(TYPE_LEN), nullable=True),
+        Column("target_id", String(ID_LEN), nullable=False),
+    ]
+
+
 idx_reference = Table(
     "idx_reference",
     metadata,
-    Column("res_type", String(TYPE_LEN), nullable=False),
-    Column("res_id", String(ID_LEN), nullable=False),
-    Column("param", String(64), nullable=False),
-    Column("target_type", String(TYPE_LEN), nullable=True),
-    Column("target_id", String(ID_LEN), nullable=False),
+    *_reference_columns(),
     Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type"),
     Index("ix_reference_target", "target_type", "target_id"),
     Index("ix_reference_owner", "res_type", "res_id"),
@@ -105,17 +114,12 @@ idx_reference = Table(
 # AuditEvents' references in a table of their own. Every read writes one event referring to the
 # child read: in the shared table those rows would crowd each resource's reverse-reference
 # entries (what $everything and _revinclude walk), and its owner-first lookup index would be
-# written at a random page per row. Here one index leads with the target, so an event's rows
-# (entity and patient, same target) land side by side, and the owner index is time-ordered
-# because audit ids are (see gateway.security.audit.time_ordered_ids).
+# written at a random page per row. Here one index leads with the target, and the owner index
+# is time-ordered because audit ids are (see gateway.security.audit.time_ordered_ids).
 idx_audit_reference = Table(
     "idx_audit_reference",
     metadata,
-    Column("res_type", String(TYPE_LEN), nullable=False),
-    Column("res_id", String(ID_LEN), nullable=False),
-    Column("param", String(64), nullable=False),
-    Column("target_type", String(TYPE_LEN), nullable=True),
-    Column("target_id", String(ID_LEN), nullable=False),
+    *_reference_columns(),
     Index("ix_audit_reference_target", "target_id", "target_type", "param"),
     Index("ix_audit_reference_owner", "res_id"),
 )
