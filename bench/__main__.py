@@ -12,6 +12,7 @@ BENCHMARKS = (
     "national_pds",
     "national_index",
     "security_cost",
+    "security_breakdown",
     "identity",
     "outbox_delivery",
     "outbox_soak",
