@@ -941,11 +941,45 @@ class _Table:
 _FALSE_WITHOUT = {"text.`div`.exists()": "text"}
 
 
+def _codings(concept: Any) -> list[Any]:
+    """Return the codings of a CodeableConcept as FHIRPath's `code.coding` sees it."""
+    if not isinstance(concept, Mapping):
+        return []
+    coding = concept.get("coding")
+    return coding if isinstance(coding, list) else [coding] if coding is not None else []
+
+
+def _obs7(node: Mapping[str, Any], resource: Any) -> bool | None:
+    """obs-7, evaluated as its FHIRPath reads: holds unless the Observation has a value and a
+    component whose code shares a coding (equal in every element) with `%resource.code`.
+    None (undecided: evaluate the expression) when the value is only a primitive's extension."""
+    if any(key.startswith("_value") for key in node):
+        return None
+    if not any(key.startswith("value") and key[5:6].isupper() for key in node):
+        return True
+    own = _codings(resource.get("code")) if isinstance(resource, Mapping) else []
+    components = node.get("component")
+    if not own or not isinstance(components, list):
+        return True
+    return not any(coding in own for component in components
+                   if isinstance(component, Mapping)
+                   for coding in _codings(component.get("code")))
+
+
+# Invariants evaluated in Python, exactly as their expression reads (a test compares the two on
+# every sample): ingest asks obs-7 of every Observation that has components, and the FHIRPath
+# engine took a tenth of a millisecond each time.
+_NATIVE: dict[str, Callable[[Mapping[str, Any], Any], bool | None]] = {
+    "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists())"
+    ".empty()": _obs7,
+}
+
+
 class _Invariant:
     """One FHIRPath constraint, compiled on first use."""
 
-    __slots__ = ("_needs", "_parsed", "expression", "guard", "human", "key", "message",
-                 "severity")
+    __slots__ = ("_native", "_needs", "_parsed", "expression", "guard", "human", "key",
+                 "message", "severity")
 
     def __init__(self, key: str, severity: str, human: str, expression: str,
                  guard: Callable[[Mapping[str, Any]], bool]) -> None:
@@ -959,12 +993,17 @@ class _Invariant:
         # dom-6 (`text.`div`.exists()`) is asked of every resource, which rarely has a
         # narrative: without `text` it is false without evaluating it; with it, evaluated.
         self._needs: str | None = _FALSE_WITHOUT.get(expression)
+        self._native = _NATIVE.get(expression)
 
     def holds(self, node: Mapping[str, Any], type_name: str, resource: Any, root: Any) -> bool:
         """Return False only when the expression evaluates to false on the node."""
         if self._needs is not None and self._needs not in node \
                 and "_" + self._needs not in node:
             return False
+        if self._native is not None:
+            decided = self._native(node, resource)
+            if decided is not None:
+                return decided
         fp = _fhirpath()
         if self._parsed is None:
             self._parsed = fp.parse(self.expression)
