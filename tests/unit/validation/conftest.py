@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -243,3 +244,27 @@ def sample() -> Callable[[str], dict[str, Any]]:
     def make(resource_type: str) -> dict[str, Any]:
         return copy.deepcopy(SAMPLES[resource_type])
     return make
+
+
+@pytest.fixture
+def shortcuts_off() -> Callable[[str, Iterable[str]], contextlib.AbstractContextManager[int]]:
+    """Return a context manager that turns one shortcut (an `_Invariant` attribute: `_needs`,
+    `_native`) off on the invariants of the given resource types, so they are evaluated with
+    FHIRPath; it yields how many it turned off and restores them after."""
+    from gateway.fhir import validation
+
+    @contextlib.contextmanager
+    def switch(attr: str, resource_types: Iterable[str]) -> Iterator[int]:
+        tables = [validation._resource_table(rt) for rt in set(resource_types)]
+        assert all(t is not None for t in tables)
+        saved = [(inv, getattr(inv, attr)) for t in tables if t is not None
+                 for inv in t.invariants if getattr(inv, attr)]
+        try:
+            for inv, _ in saved:
+                setattr(inv, attr, None)
+            yield len(saved)
+        finally:
+            for inv, value in saved:
+                setattr(inv, attr, value)
+
+    return switch
